@@ -1,0 +1,40 @@
+# eta: make install | test | lint | format | demo | lock | docs
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ETA := $(VENV)/bin/eta
+# The demo keeps everything (MLflow, data lake, reports) in ./.eta unless told otherwise.
+DEMO_HOME ?= $(CURDIR)/.eta
+
+.PHONY: install test lint format demo lock docs clean
+
+install: $(VENV)/.installed
+
+# A local virtualenv from the hash-pinned export of poetry.lock.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: install
+	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 200000 --seed 42
+
+# Regenerate poetry.lock and the pip export together (see ../shared/tools/relock --help).
+lock:
+	../shared/tools/relock --export requirements.lock --with dev
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(DEMO_HOME)

@@ -1,0 +1,85 @@
+"""The ``eta`` command line: one thin subcommand per lifecycle step.
+
+Each subcommand lives in ``eta_cli/commands/<step>.py`` and only parses options,
+builds :class:`~eta_cli.config.Settings` and calls the library module of its step.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from eta_cli import __version__
+from eta_cli.errors import EtaError
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"eta {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """Assemble the CLI; command modules import their heavy libraries lazily."""
+    from eta_cli.commands import config as config_cmd
+
+    app = typer.Typer(
+        name="eta",
+        help="The ML lifecycle of a food-delivery ETA model: ingest, train, register, "
+        "monitor drift, serve.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        ctx: typer.Context,
+        profile: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional here
+            None, "--profile", "-p", help="Config profile: configs/<profile>.toml "
+            "(local, aws). Default: $ETA_PROFILE or local.", show_default=False),
+        home: Optional[str] = typer.Option(  # noqa: UP045
+            None, "--home", help="Folder for the embedded default (MLflow, data, reports). "
+            "Default: $ETA_HOME or ~/.eta.", show_default=False),
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                     help="Print the version and exit."),
+    ) -> None:
+        ctx.obj = {"profile": profile, "home": home}
+
+    app.add_typer(config_cmd.app, name="config")
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning expected failures into a message and an exit code."""
+    app = build_app()
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except EtaError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # last resort: a message, not a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            typer.secho("aborted", err=True)
+            sys.exit(130)
+        if os.environ.get("ETA_DEBUG"):
+            raise
+        typer.secho(
+            f"internal error: {type(exc).__name__}: {exc} (set ETA_DEBUG=1 for the traceback)",
+            fg=typer.colors.RED, err=True,
+        )
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

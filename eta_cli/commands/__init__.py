@@ -1,0 +1,1 @@
+"""Thin Typer commands: each parses options, builds settings, calls one library function."""

@@ -1,0 +1,31 @@
+"""``eta config show``: the effective settings and where each value came from."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from eta_cli import config
+from eta_cli.commands._common import console, print_json, settings_from
+
+app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Print every setting, its value (secrets redacted) and its source."""
+    settings = settings_from(ctx)
+    rows = config.describe(settings)
+    if as_json:
+        print_json({name: {"value": value, "source": source} for name, value, source in rows})
+        return
+    table = Table(title=f"eta settings (profile {settings.profile})")
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("source")
+    for name, value, source in rows:
+        table.add_row(name, str(value), source)
+    console.print(table)

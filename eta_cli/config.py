@@ -1,0 +1,335 @@
+"""Settings for every eta command, built explicitly and passed in.
+
+Precedence, lowest to highest: built-in defaults, the profile file
+``configs/<profile>.toml``, environment variables, command-line options.
+Nothing here runs at import time: callers build a :class:`Settings` with
+:func:`load_settings` and hand it to the library functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from eta_cli.errors import EtaError
+
+PROFILES_ENV = "ETA_PROFILE"
+CONFIG_DIR_ENV = "ETA_CONFIG_DIR"
+DEFAULT_PROFILE = "local"
+
+
+class ConfigError(EtaError):
+    """A setting is missing or malformed; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. ``sources`` says where each value came from."""
+
+    profile: str = DEFAULT_PROFILE
+    home: Path = Path("~/.eta")
+    # MLflow: empty means "derive from home" (SQLite file + local artifact folder).
+    tracking_uri: str = ""
+    registry_uri: str = ""
+    artifact_location: str = ""
+    experiment_name: str = "eta"
+    model_name: str = "eta"
+    # Data lake (local folder or s3:// prefix), reports, monitoring database.
+    data_uri: str = ""
+    reports_dir: str = ""
+    database_url: str = ""
+    # S3 and AWS: credentials come only from the standard AWS chain.
+    s3_bucket: str = ""
+    s3_prefix: str = "eta"
+    s3_endpoint_url: str = ""
+    aws_region: str = ""
+    aws_profile: str = ""
+    # Cleaning rules applied by ingest (seconds).
+    min_duration_s: int = 300
+    max_duration_s: int = 14_400
+    ingest_chunk_rows: int = 250_000
+    # Training and the probabilistic ETA.
+    quantile_low: float = 0.1
+    quantile_high: float = 0.9
+    quoted_quantile: float = 0.7
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    promotion_margin: float = 0.01
+    # Serving.
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 9696
+    serve_threads: int = 8
+    max_batch_orders: int = 1000
+    max_body_bytes: int = 1_048_576
+    reload_interval_s: float = 30.0
+    prediction_log_queue: int = 10_000
+    # Monitoring.
+    drift_sample_rows: int = 20_000
+    drift_share_threshold: float = 0.3
+    alert_webhook: str = ""
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    # Derived locations: everything defaults to a place under ``home``.
+    @property
+    def home_path(self) -> Path:
+        return Path(os.path.expanduser(str(self.home))).resolve()
+
+    @property
+    def effective_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.home_path / 'mlflow.db'}"
+
+    @property
+    def effective_registry_uri(self) -> str:
+        return self.registry_uri or self.effective_tracking_uri
+
+    @property
+    def effective_artifact_location(self) -> str:
+        if self.artifact_location:
+            return self.artifact_location
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return ""  # let the tracking server choose (it may proxy artifacts)
+        return (self.home_path / "mlartifacts").as_uri()
+
+    @property
+    def effective_data_uri(self) -> str:
+        return self.data_uri or str(self.home_path / "data")
+
+    @property
+    def effective_reports_dir(self) -> str:
+        return self.reports_dir or str(self.home_path / "reports")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_path / 'monitoring.db'}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and recorded as coming from the caller."""
+        sources = dict(self.sources)
+        for key in changes:
+            sources[key] = "option"
+        return dataclasses.replace(self, **changes, sources=sources)
+
+
+# Environment variables per setting: standard names first where they exist.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "profile": ("ETA_PROFILE",),
+    "home": ("ETA_HOME",),
+    "tracking_uri": ("MLFLOW_TRACKING_URI",),
+    "registry_uri": ("MLFLOW_REGISTRY_URI",),
+    "artifact_location": ("ETA_ARTIFACT_LOCATION",),
+    "experiment_name": ("ETA_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_NAME"),
+    "model_name": ("ETA_MODEL_NAME",),
+    "data_uri": ("ETA_DATA_URI",),
+    "reports_dir": ("ETA_REPORTS_DIR",),
+    "database_url": ("ETA_DATABASE_URL",),
+    "s3_bucket": ("ETA_S3_BUCKET",),
+    "s3_prefix": ("ETA_S3_PREFIX",),
+    "s3_endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+    "aws_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "aws_profile": ("AWS_PROFILE",),
+    "min_duration_s": ("ETA_MIN_DURATION_S",),
+    "max_duration_s": ("ETA_MAX_DURATION_S",),
+    "ingest_chunk_rows": ("ETA_INGEST_CHUNK_ROWS",),
+    "quantile_low": ("ETA_QUANTILE_LOW",),
+    "quantile_high": ("ETA_QUANTILE_HIGH",),
+    "quoted_quantile": ("ETA_QUOTED_QUANTILE",),
+    "validation_fraction": ("ETA_VALIDATION_FRACTION",),
+    "test_fraction": ("ETA_TEST_FRACTION",),
+    "promotion_margin": ("ETA_PROMOTION_MARGIN",),
+    "serve_host": ("ETA_SERVE_HOST",),
+    "serve_port": ("ETA_SERVE_PORT",),
+    "serve_threads": ("ETA_SERVE_THREADS",),
+    "max_batch_orders": ("ETA_MAX_BATCH_ORDERS",),
+    "max_body_bytes": ("ETA_MAX_BODY_BYTES",),
+    "reload_interval_s": ("ETA_RELOAD_INTERVAL_S",),
+    "prediction_log_queue": ("ETA_PREDICTION_LOG_QUEUE",),
+    "drift_sample_rows": ("ETA_DRIFT_SAMPLE_ROWS",),
+    "drift_share_threshold": ("ETA_DRIFT_SHARE_THRESHOLD",),
+    "alert_webhook": ("ETA_ALERT_WEBHOOK",),
+}
+
+SECRET_NAME = re.compile(r"(password|secret|token|key|webhook)", re.IGNORECASE)
+REDACTED = "***"
+
+
+def _field_types() -> dict[str, Any]:
+    defaults = Settings()
+    return {f.name: type(getattr(defaults, f.name)) for f in fields(Settings) if f.name != "sources"}
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    kind = _field_types()[name]
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if kind is Path or issubclass(kind, Path):
+            return Path(str(raw))
+        if kind is int and not isinstance(raw, bool):
+            return int(raw)
+        if kind is float and not isinstance(raw, bool):
+            return float(raw)
+        if kind is str:
+            return str(raw)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(
+        f"{name} = {raw!r} (from {origin}) is not a valid {kind.__name__}"
+    )
+
+
+def config_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where profile files are looked up, first match wins."""
+    dirs: list[Path] = []
+    if explicit:
+        dirs.append(Path(explicit))
+    env_dir = os.environ.get(CONFIG_DIR_ENV)
+    if env_dir:
+        dirs.append(Path(env_dir))
+    dirs.append(Path.cwd() / "configs")
+    dirs.append(Path(__file__).resolve().parent.parent / "configs")
+    return dirs
+
+
+def read_profile(profile: str, config_dir: str | os.PathLike[str] | None = None) -> tuple[dict, str]:
+    """Return the profile's settings and the file they came from."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", profile):
+        raise ConfigError(f"profile {profile!r} is not valid: use letters, digits, '-' or '_'")
+    for directory in config_dirs(config_dir):
+        path = directory / f"{profile}.toml"
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"profile file {path} is not valid TOML: {exc}") from exc
+            values = data.get("eta", data)
+            known = _field_types()
+            unknown = sorted(set(values) - set(known))
+            if unknown:
+                raise ConfigError(
+                    f"profile file {path} has unknown setting(s) {', '.join(unknown)}; "
+                    f"allowed: {', '.join(sorted(known))}"
+                )
+            return values, str(path)
+    if profile == DEFAULT_PROFILE:
+        return {}, "built-in"
+    searched = ", ".join(str(d) for d in config_dirs(config_dir))
+    raise ConfigError(f"profile {profile!r} not found: no {profile}.toml in {searched}")
+
+
+def load_settings(
+    profile: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build the effective settings from defaults, profile file, environment and options."""
+    env = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(_field_types()))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {name: "default" for name in _field_types()}
+
+    chosen = overrides.get("profile") or env.get(PROFILES_ENV) or DEFAULT_PROFILE
+    profile_values, profile_file = read_profile(profile or str(chosen), config_dir)
+    for name, raw in profile_values.items():
+        values[name] = _coerce(name, raw, profile_file)
+        sources[name] = f"profile {profile_file}"
+    for name, env_names in ENV_VARS.items():
+        for env_name in env_names:
+            raw = env.get(env_name)
+            if raw not in (None, ""):
+                values[name] = _coerce(name, raw, f"${env_name}")
+                sources[name] = f"${env_name}"
+                break
+    for name, raw in overrides.items():
+        values[name] = _coerce(name, raw, "command line")
+        sources[name] = "option"
+    values["profile"] = profile or str(chosen)
+    settings = Settings(**values, sources=sources)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Refuse settings that cannot work, naming the setting and what is allowed."""
+    checks = [
+        (0 < settings.quantile_low < 0.5, "quantile_low must be between 0 and 0.5"),
+        (0.5 < settings.quantile_high < 1, "quantile_high must be between 0.5 and 1"),
+        (0 < settings.quoted_quantile < 1, "quoted_quantile must be between 0 and 1"),
+        (0 <= settings.min_duration_s < settings.max_duration_s,
+         "min_duration_s must be >= 0 and below max_duration_s"),
+        (0 < settings.validation_fraction < 0.5, "validation_fraction must be in (0, 0.5)"),
+        (0 < settings.test_fraction < 0.5, "test_fraction must be in (0, 0.5)"),
+        (1 <= settings.serve_port <= 65535, "serve_port must be between 1 and 65535"),
+        (settings.serve_threads >= 1, "serve_threads must be at least 1"),
+        (settings.max_batch_orders >= 1, "max_batch_orders must be at least 1"),
+        (settings.ingest_chunk_rows >= 1, "ingest_chunk_rows must be at least 1"),
+        (settings.promotion_margin >= 0, "promotion_margin must be >= 0"),
+        (0 < settings.drift_share_threshold <= 1, "drift_share_threshold must be in (0, 1]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    for name in ("tracking_uri", "database_url"):
+        value = getattr(settings, name)
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            raise ConfigError(
+                f"{name} uses {value.split('://')[0]}://; use postgresql+psycopg2:// "
+                "(psycopg2 is the installed driver)"
+            )
+
+
+def redact_url(value: str) -> str:
+    """Hide the password in a URL such as ``postgresql+psycopg2://user:pw@host/db``."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    return value
+
+
+def redact(name: str, value: Any) -> Any:
+    if isinstance(value, str) and value and SECRET_NAME.search(name):
+        return REDACTED
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
+
+
+def describe(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(name, redacted effective value, source) rows for ``eta config show``."""
+    derived = {
+        "tracking_uri": settings.effective_tracking_uri,
+        "registry_uri": settings.effective_registry_uri,
+        "artifact_location": settings.effective_artifact_location,
+        "data_uri": settings.effective_data_uri,
+        "reports_dir": settings.effective_reports_dir,
+        "database_url": settings.effective_database_url,
+        "home": str(settings.home_path),
+    }
+    rows = []
+    for f in fields(Settings):
+        if f.name == "sources":
+            continue
+        raw = getattr(settings, f.name)
+        value = derived.get(f.name, raw)
+        source = settings.sources.get(f.name, "default")
+        if f.name in derived and not raw and f.name != "home":
+            source = f"{source} (derived from home)" if source == "default" else source
+        rows.append((f.name, redact(f.name, value if not isinstance(value, Path) else str(value)), source))
+    return rows
