@@ -39,13 +39,23 @@ def build_app() -> typer.Typer:
     def root(
         ctx: typer.Context,
         profile: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional here
-            None, "--profile", "-p", help="Config profile: configs/<profile>.toml "
-            "(local, aws). Default: $ETA_PROFILE or local.", show_default=False),
+            None,
+            "--profile",
+            "-p",
+            help="Config profile: configs/<profile>.toml "
+            "(local, aws). Default: $ETA_PROFILE or local.",
+            show_default=False,
+        ),
         home: Optional[str] = typer.Option(  # noqa: UP045
-            None, "--home", help="Folder for the embedded default (MLflow, data, reports). "
-            "Default: $ETA_HOME or ~/.eta.", show_default=False),
-        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                     help="Print the version and exit."),
+            None,
+            "--home",
+            help="Folder for the embedded default (MLflow, data, reports). "
+            "Default: $ETA_HOME or ~/.eta.",
+            show_default=False,
+        ),
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ) -> None:
         ctx.obj = {"profile": profile, "home": home}
 
@@ -79,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.secho(
             f"internal error: {type(exc).__name__}: {exc} (set ETA_DEBUG=1 for the traceback)",
-            fg=typer.colors.RED, err=True,
+            fg=typer.colors.RED,
+            err=True,
         )
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)

@@ -161,7 +161,9 @@ REDACTED = "***"
 
 def _field_types() -> dict[str, Any]:
     defaults = Settings()
-    return {f.name: type(getattr(defaults, f.name)) for f in fields(Settings) if f.name != "sources"}
+    return {
+        f.name: type(getattr(defaults, f.name)) for f in fields(Settings) if f.name != "sources"
+    }
 
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
@@ -181,9 +183,7 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             return str(raw)
     except (TypeError, ValueError):
         pass
-    raise ConfigError(
-        f"{name} = {raw!r} (from {origin}) is not a valid {kind.__name__}"
-    )
+    raise ConfigError(f"{name} = {raw!r} (from {origin}) is not a valid {kind.__name__}")
 
 
 def config_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -199,7 +199,9 @@ def config_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
     return dirs
 
 
-def read_profile(profile: str, config_dir: str | os.PathLike[str] | None = None) -> tuple[dict, str]:
+def read_profile(
+    profile: str, config_dir: str | os.PathLike[str] | None = None
+) -> tuple[dict, str]:
     """Return the profile's settings and the file they came from."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", profile):
         raise ConfigError(f"profile {profile!r} is not valid: use letters, digits, '-' or '_'")
@@ -268,8 +270,10 @@ def validate(settings: Settings) -> None:
         (0 < settings.quantile_low < 0.5, "quantile_low must be between 0 and 0.5"),
         (0.5 < settings.quantile_high < 1, "quantile_high must be between 0.5 and 1"),
         (0 < settings.quoted_quantile < 1, "quoted_quantile must be between 0 and 1"),
-        (0 <= settings.min_duration_s < settings.max_duration_s,
-         "min_duration_s must be >= 0 and below max_duration_s"),
+        (
+            0 <= settings.min_duration_s < settings.max_duration_s,
+            "min_duration_s must be >= 0 and below max_duration_s",
+        ),
         (0 < settings.validation_fraction < 0.5, "validation_fraction must be in (0, 0.5)"),
         (0 < settings.test_fraction < 0.5, "test_fraction must be in (0, 0.5)"),
         (1 <= settings.serve_port <= 65535, "serve_port must be between 1 and 65535"),
@@ -331,5 +335,7 @@ def describe(settings: Settings) -> list[tuple[str, Any, str]]:
         source = settings.sources.get(f.name, "default")
         if f.name in derived and not raw and f.name != "home":
             source = f"{source} (derived from home)" if source == "default" else source
-        rows.append((f.name, redact(f.name, value if not isinstance(value, Path) else str(value)), source))
+        rows.append(
+            (f.name, redact(f.name, value if not isinstance(value, Path) else str(value)), source)
+        )
     return rows

@@ -31,8 +31,12 @@ schema_version = sa.Table(
 predictions = sa.Table(
     "predictions",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("request_id", sa.String(64), nullable=False, index=True),
     sa.Column("order_id", sa.String(64), nullable=True, index=True),
     sa.Column("predicted_at", sa.DateTime(timezone=True), nullable=False, index=True),
@@ -50,8 +54,12 @@ predictions = sa.Table(
 drift_reports = sa.Table(
     "drift_reports",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("model_name", sa.String(200), nullable=True),
     sa.Column("model_version", sa.String(50), nullable=True),
@@ -74,11 +82,19 @@ drift_reports = sa.Table(
 drift_columns = sa.Table(
     "drift_columns",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
-    sa.Column("report_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-              sa.ForeignKey("drift_reports.id", ondelete="CASCADE"), nullable=False,
-              index=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "report_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("drift_reports.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     sa.Column("column_name", sa.String(200), nullable=False),
     sa.Column("method", sa.String(100), nullable=False),
     sa.Column("drift_score", sa.Float, nullable=False),
@@ -115,8 +131,11 @@ def ensure_schema(engine: sa.Engine) -> None:
         with engine.begin() as conn:
             current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
             if current is None:
-                conn.execute(schema_version.insert().values(
-                    version=SCHEMA_VERSION, applied_at=datetime.now(UTC)))
+                conn.execute(
+                    schema_version.insert().values(
+                        version=SCHEMA_VERSION, applied_at=datetime.now(UTC)
+                    )
+                )
     except sa.exc.SQLAlchemyError as exc:
         raise MonitoringError(
             f"monitoring database {engine.url.render_as_string(hide_password=True)}: "

@@ -34,32 +34,87 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("market_id", "int", "id", True, "city/region of the order", 1, 1_000),
-    Column("created_at", "timestamp", "UTC", False, "when the customer placed the order",
-           out_of_range="reject"),
-    Column("actual_delivery_time", "timestamp", "UTC", False,
-           "when the order reached the customer (the label)", out_of_range="reject",
-           known_at_order_time=False),
+    Column(
+        "created_at",
+        "timestamp",
+        "UTC",
+        False,
+        "when the customer placed the order",
+        out_of_range="reject",
+    ),
+    Column(
+        "actual_delivery_time",
+        "timestamp",
+        "UTC",
+        False,
+        "when the order reached the customer (the label)",
+        out_of_range="reject",
+        known_at_order_time=False,
+    ),
     Column("store_id", "int", "id", False, "restaurant", 1, 10_000_000, out_of_range="reject"),
     Column("store_primary_category", "str", "label", True, "cuisine of the store"),
     Column("order_protocol", "int", "code", True, "how the order reached the store", 1, 20),
-    Column("total_items", "int", "count", False, "items in the order", 1, 1_000,
-           out_of_range="reject"),
-    Column("subtotal", "int", "cents", False, "order value", 0, 10_000_000,
-           out_of_range="reject"),
-    Column("num_distinct_items", "int", "count", False, "distinct items", 1, 1_000,
-           out_of_range="reject"),
+    Column(
+        "total_items", "int", "count", False, "items in the order", 1, 1_000, out_of_range="reject"
+    ),
+    Column("subtotal", "int", "cents", False, "order value", 0, 10_000_000, out_of_range="reject"),
+    Column(
+        "num_distinct_items",
+        "int",
+        "count",
+        False,
+        "distinct items",
+        1,
+        1_000,
+        out_of_range="reject",
+    ),
     Column("min_item_price", "int", "cents", True, "cheapest item", 0, 10_000_000),
     Column("max_item_price", "int", "cents", True, "dearest item", 0, 10_000_000),
-    Column("total_onshift_dashers", "int", "count", True,
-           "dashers on shift within 10 miles at order time", 0, 100_000),
-    Column("total_busy_dashers", "int", "count", True,
-           "of those, dashers busy with another order", 0, 100_000),
-    Column("total_outstanding_orders", "int", "count", True,
-           "orders being processed within 10 miles", 0, 100_000),
-    Column("estimated_order_place_duration", "int", "seconds", True,
-           "upstream estimate of the time for the store to receive the order", 0, 86_400),
-    Column("estimated_store_to_consumer_driving_duration", "int", "seconds", True,
-           "upstream estimate of the driving time store -> customer", 0, 86_400),
+    Column(
+        "total_onshift_dashers",
+        "int",
+        "count",
+        True,
+        "dashers on shift within 10 miles at order time",
+        0,
+        100_000,
+    ),
+    Column(
+        "total_busy_dashers",
+        "int",
+        "count",
+        True,
+        "of those, dashers busy with another order",
+        0,
+        100_000,
+    ),
+    Column(
+        "total_outstanding_orders",
+        "int",
+        "count",
+        True,
+        "orders being processed within 10 miles",
+        0,
+        100_000,
+    ),
+    Column(
+        "estimated_order_place_duration",
+        "int",
+        "seconds",
+        True,
+        "upstream estimate of the time for the store to receive the order",
+        0,
+        86_400,
+    ),
+    Column(
+        "estimated_store_to_consumer_driving_duration",
+        "int",
+        "seconds",
+        True,
+        "upstream estimate of the driving time store -> customer",
+        0,
+        86_400,
+    ),
 )
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -78,8 +133,12 @@ REQUIRED_INPUT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in COLUMNS if c.known_at_order_time and not c.nullable
 )
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind in ("int", "float"))
-CATEGORICAL_COLUMNS: tuple[str, ...] = ("market_id", "store_id", "store_primary_category",
-                                        "order_protocol")
+CATEGORICAL_COLUMNS: tuple[str, ...] = (
+    "market_id",
+    "store_id",
+    "store_primary_category",
+    "order_protocol",
+)
 
 # Columns of the cleaned dataset written by ingest, in order.
 CLEAN_COLUMNS: tuple[str, ...] = (ORDER_ID, *COLUMN_NAMES, TARGET, ORDER_DATE)
@@ -98,13 +157,19 @@ def arrow_schema():  # -> pyarrow.Schema; imported lazily to keep import cheap
     """The Arrow schema of the cleaned dataset; every writer uses it so files agree."""
     import pyarrow as pa
 
-    mapping = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
-               "timestamp": pa.timestamp("us")}
+    mapping = {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "str": pa.string(),
+        "timestamp": pa.timestamp("us"),
+    }
     return pa.schema(
         [pa.field(ORDER_ID, pa.string(), nullable=False)]
         + [pa.field(c.name, mapping[c.kind], nullable=c.nullable) for c in COLUMNS]
-        + [pa.field(TARGET, pa.float64(), nullable=False),
-           pa.field(ORDER_DATE, pa.string(), nullable=False)]
+        + [
+            pa.field(TARGET, pa.float64(), nullable=False),
+            pa.field(ORDER_DATE, pa.string(), nullable=False),
+        ]
     )
 
 

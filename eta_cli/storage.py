@@ -41,7 +41,7 @@ def parse_s3(uri: str) -> S3Uri:
     """Split ``s3://bucket/key``; refuse anything else with a clear message."""
     if not is_s3(uri):
         raise StorageError(f"{uri!r} is not an s3:// URI (expected s3://bucket/key)")
-    rest = str(uri)[len("s3://"):]
+    rest = str(uri)[len("s3://") :]
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise StorageError(f"{uri!r} has no bucket name (expected s3://bucket/key)")
@@ -72,8 +72,9 @@ def arrow_s3_filesystem(settings: Settings) -> Any:
     kwargs: dict[str, Any] = {"region": settings.aws_region or session.region_name or "us-east-1"}
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()
-        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key,
-                      session_token=frozen.token)
+        kwargs.update(
+            access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token
+        )
     if settings.s3_endpoint_url:
         endpoint = settings.s3_endpoint_url
         kwargs["scheme"] = "https" if endpoint.startswith("https://") else "http"
@@ -91,16 +92,16 @@ def filesystem_and_path(uri: str, settings: Settings) -> tuple[Any, str]:
     return fs.LocalFileSystem(), str(uri)
 
 
-def upload_file(local_path: str, uri: str, settings: Settings,
-                content_type: str | None = None) -> str:
+def upload_file(
+    local_path: str, uri: str, settings: Settings, content_type: str | None = None
+) -> str:
     """Upload one file to ``uri``; return the URI. Errors name the bucket and what failed."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     target = parse_s3(uri)
     extra = {"ContentType": content_type} if content_type else None
     try:
-        s3_client(settings).upload_file(str(local_path), target.bucket, target.key,
-                                        ExtraArgs=extra)
+        s3_client(settings).upload_file(str(local_path), target.bucket, target.key, ExtraArgs=extra)
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"could not upload {local_path} to {uri}: {exc}") from exc
     return str(target)

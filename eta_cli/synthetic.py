@@ -33,20 +33,68 @@ PROTOCOL_SHARES = np.array([0.29, 0.13, 0.29, 0.11, 0.16, 0.015, 0.005])
 PLACE_DURATION = np.array([446, 251, 251, 251, 251, 446, 446])
 
 TOP_CATEGORIES = [
-    ("american", 0.10), ("pizza", 0.07), ("chinese", 0.07), ("burger", 0.07),
-    ("mexican", 0.055), ("indian", 0.04), ("dessert", 0.035), ("japanese", 0.035),
-    ("italian", 0.03), ("fast", 0.03), ("sandwich", 0.03), ("thai", 0.028),
-    ("mediterranean", 0.025), ("vietnamese", 0.02), ("sushi", 0.02), ("breakfast", 0.018),
-    ("salad", 0.017), ("greek", 0.015), ("korean", 0.013), ("cafe", 0.012),
+    ("american", 0.10),
+    ("pizza", 0.07),
+    ("chinese", 0.07),
+    ("burger", 0.07),
+    ("mexican", 0.055),
+    ("indian", 0.04),
+    ("dessert", 0.035),
+    ("japanese", 0.035),
+    ("italian", 0.03),
+    ("fast", 0.03),
+    ("sandwich", 0.03),
+    ("thai", 0.028),
+    ("mediterranean", 0.025),
+    ("vietnamese", 0.02),
+    ("sushi", 0.02),
+    ("breakfast", 0.018),
+    ("salad", 0.017),
+    ("greek", 0.015),
+    ("korean", 0.013),
+    ("cafe", 0.012),
 ]
 # Category effect on preparation time (pizza and indian are slow, fast food quick).
-CATEGORY_PREP = {"pizza": 1.15, "indian": 1.2, "fast": 0.7, "burger": 0.85, "sandwich": 0.8,
-                 "dessert": 0.75, "cafe": 0.75, "sushi": 1.1, "breakfast": 0.9}
+CATEGORY_PREP = {
+    "pizza": 1.15,
+    "indian": 1.2,
+    "fast": 0.7,
+    "burger": 0.85,
+    "sandwich": 0.8,
+    "dessert": 0.75,
+    "cafe": 0.75,
+    "sushi": 1.1,
+    "breakfast": 0.9,
+}
 # Orders by hour of day, UTC: US dinner 01-04, lunch 19-21, almost none 07-14.
-HOUR_WEIGHTS = np.array([
-    6.0, 9.0, 10.0, 9.0, 6.0, 3.0, 1.2, 0.3, 0.05, 0.02, 0.02, 0.02,
-    0.05, 0.1, 0.4, 1.0, 1.8, 2.5, 3.5, 4.5, 4.2, 3.5, 3.8, 4.5,
-])
+HOUR_WEIGHTS = np.array(
+    [
+        6.0,
+        9.0,
+        10.0,
+        9.0,
+        6.0,
+        3.0,
+        1.2,
+        0.3,
+        0.05,
+        0.02,
+        0.02,
+        0.02,
+        0.05,
+        0.1,
+        0.4,
+        1.0,
+        1.8,
+        2.5,
+        3.5,
+        4.5,
+        4.2,
+        3.5,
+        3.8,
+        4.5,
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -184,9 +232,9 @@ def generate_orders(
 
     peak = HOUR_WEIGHTS[hour] / HOUR_WEIGHTS.max()
     supply = np.vectorize(MARKET_SUPPLY.get)(market)
-    onshift = np.round(
-        rng.lognormal(np.log(48), 0.5, size=n) * supply * (0.25 + 0.75 * peak)
-    ).clip(0)
+    onshift = np.round(rng.lognormal(np.log(48), 0.5, size=n) * supply * (0.25 + 0.75 * peak)).clip(
+        0
+    )
     if drift:
         onshift = np.round(onshift * 0.7)
     utilisation = rng.beta(6, 2.2, size=n) * (1.08 if drift else 1.0)
@@ -195,26 +243,31 @@ def generate_orders(
     outstanding = np.round(onshift * load * (0.6 + 0.9 * peak)).clip(0)
     driving = np.round(rng.lognormal(np.log(545), 0.33, size=n)).clip(30, 2_500)
 
-    frame = pd.DataFrame({
-        "market_id": market,
-        "created_at": created,
-        "store_id": world.store_id[store_index],
-        "store_primary_category": world.category[store_index],
-        "order_protocol": protocol,
-        "total_items": items,
-        "subtotal": subtotal,
-        "num_distinct_items": distinct,
-        "min_item_price": min_price,
-        "max_item_price": max_price,
-        "total_onshift_dashers": onshift,
-        "total_busy_dashers": busy,
-        "total_outstanding_orders": outstanding,
-        "estimated_order_place_duration": place,
-        "estimated_store_to_consumer_driving_duration": driving,
-    })
-    for column in ("total_onshift_dashers", "total_outstanding_orders",
-                   "estimated_store_to_consumer_driving_duration",
-                   "estimated_order_place_duration"):
+    frame = pd.DataFrame(
+        {
+            "market_id": market,
+            "created_at": created,
+            "store_id": world.store_id[store_index],
+            "store_primary_category": world.category[store_index],
+            "order_protocol": protocol,
+            "total_items": items,
+            "subtotal": subtotal,
+            "num_distinct_items": distinct,
+            "min_item_price": min_price,
+            "max_item_price": max_price,
+            "total_onshift_dashers": onshift,
+            "total_busy_dashers": busy,
+            "total_outstanding_orders": outstanding,
+            "estimated_order_place_duration": place,
+            "estimated_store_to_consumer_driving_duration": driving,
+        }
+    )
+    for column in (
+        "total_onshift_dashers",
+        "total_outstanding_orders",
+        "estimated_store_to_consumer_driving_duration",
+        "estimated_order_place_duration",
+    ):
         frame[f"_true_{column}"] = frame[column].astype(float)
 
     expected = expected_duration(frame, seed)
