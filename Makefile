@@ -7,7 +7,7 @@ ETA := $(VENV)/bin/eta
 # The demo keeps everything (MLflow, data lake, reports) in ./.eta unless told otherwise.
 DEMO_HOME ?= $(CURDIR)/.eta
 
-.PHONY: install test lint format demo lock docs clean
+.PHONY: install system-deps test lint format demo lock docs clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-test: install
+# Headless Chromium renders the drift report in a test (Debian's package; installed when root).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium)"; exit 1; \
+	  fi; }
+
+test: install system-deps
 	$(PY) -m pytest -q
 
 lint: install
