@@ -41,6 +41,10 @@ format: install
 demo: install
 	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 200000 --seed 42
 
+# The CLI reference, generated from each command's --help (tests/test_cli_docs.py checks it).
+docs: install
+	$(PY) docs/generate_cli_docs.py docs/cli.md
+
 # Regenerate poetry.lock and the pip export together (see ../shared/tools/relock --help).
 lock:
 	../shared/tools/relock --export requirements.lock --with dev
