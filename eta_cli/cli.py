@@ -60,6 +60,9 @@ def build_app() -> typer.Typer:
         ctx.obj = {"profile": profile, "home": home}
 
     app.add_typer(config_cmd.app, name="config")
+    from eta_cli.commands import drift as drift_cmd
+
+    app.command("drift-report", help=drift_cmd.HELP)(drift_cmd.drift_report_command)
     return app
 
 

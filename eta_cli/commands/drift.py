@@ -1,0 +1,150 @@
+"""``eta drift-report``: compare current orders (or the prediction log) with the reference."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from eta_cli.commands._common import console, err_console, print_json, settings_from
+
+HELP = """Compare current orders with the champion's reference sample (Evidently 0.7).
+
+Data drift of the model's input columns, drift of the median prediction, and quality \
+(MAE, p10-p90 coverage, lateness) when delivery times are known. Writes an HTML report and \
+a JSON summary under ETA_HOME/reports/, stores one row per report and per column in the \
+monitoring database, and alerts a webhook on drift.
+
+\b
+--current:  orders       newest ingested day (or --since window), the default
+            predictions  prediction log of `eta serve` (--since, default 24h)
+            PATH         a CSV or Parquet file of orders (local or s3://)
+
+\b
+Exit codes:
+  0  report written (drift or not, unless --fail-on-drift)
+  2  bad input or configuration (message says which)
+  3  dataset drift detected and --fail-on-drift given
+  4  report written locally, but the monitoring DB or S3 upload failed
+"""
+
+
+def drift_report_command(
+    ctx: typer.Context,
+    reference: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional
+        None,
+        "--reference",
+        "-r",
+        help="'champion' (its logged reference sample) or a CSV/Parquet path. Default: champion.",
+        show_default=False,
+    ),
+    current: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--current",
+        "-c",
+        help="'orders' (newest ingested day), 'predictions' (prediction log) or a "
+        "CSV/Parquet path. Default: orders.",
+        show_default=False,
+    ),
+    since: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--since",
+        help="Window of current data: 24h, 7d, 90m, 2w or an ISO date. For orders it ends "
+        "at the newest order; for predictions, now. Default: newest day / 24h.",
+        show_default=False,
+    ),
+    sample: Optional[int] = typer.Option(  # noqa: UP045
+        None,
+        "--sample",
+        help="At most this many rows per side (0 = all). Default: drift_sample_rows (20000).",
+        show_default=False,
+    ),
+    upload_s3: bool = typer.Option(
+        False,
+        "--upload-s3",
+        help="Also upload both files to s3://$ETA_S3_BUCKET/<prefix>/reports/YYYY/MM/DD/.",
+    ),
+    fail_on_drift: bool = typer.Option(
+        False, "--fail-on-drift", help="Exit with code 3 when dataset drift is detected."
+    ),
+    alert_webhook: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--alert-webhook",
+        help="POST a Slack-compatible {'text': ...} message here on drift. "
+        "Default: $ETA_ALERT_WEBHOOK.",
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary object."),
+) -> None:
+    from eta_cli import drift
+
+    settings = settings_from(ctx)
+    result = drift.drift_report(
+        settings,
+        reference=reference,
+        current=current,
+        since=since,
+        upload_s3=upload_s3,
+        sample_rows=sample,
+        fail_on_drift=fail_on_drift,
+        alert_webhook=alert_webhook,
+    )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print(result)
+    for error in result.errors:
+        err_console.print(f"[red]error:[/red] {error}")
+    if result.alert and not result.alert.get("sent"):
+        err_console.print(
+            f"[yellow]warning:[/yellow] drift alert not delivered: {result.alert.get('error')}"
+        )
+    raise typer.Exit(result.exit_code)
+
+
+def _print(result: Any) -> None:
+    from rich.table import Table
+
+    verdict = (
+        "[bold red]dataset drift detected[/bold red]"
+        if result.dataset_drift
+        else "[bold green]no dataset drift[/bold green]"
+    )
+    console.print(
+        f"{verdict}: {result.drifted_columns}/{result.total_columns} columns drifted "
+        f"(share {result.drift_share:.2f}, threshold {result.threshold:.2f})"
+    )
+    console.print(
+        f"reference: {result.reference_source} ({result.reference_sampled_rows:,} of "
+        f"{result.reference_rows:,} rows)\ncurrent:   {result.current_source} "
+        f"({result.current_sampled_rows:,} of {result.current_rows:,} rows)"
+    )
+    table = Table(show_edge=False)
+    for name in ("column", "method", "score", "threshold", "drifted"):
+        table.add_column(name)
+    rows = [*result.columns, *([result.prediction] if result.prediction else [])]
+    for c in rows:
+        table.add_row(
+            c.column,
+            c.method,
+            f"{c.score:.4g}",
+            "" if c.threshold is None else f"{c.threshold:g}",
+            "[red]yes[/red]" if c.drifted else "no",
+        )
+    console.print(table)
+    if result.quality:
+        q = result.quality
+        train = (q.training or {}).get("mae_s")
+        console.print(
+            f"quality on {q.rows:,} delivered orders: MAE {q.mae_s:.0f} s"
+            + (f" (champion test {train:.0f} s)" if train else "")
+            + f", coverage {q.interval_coverage:.2f}, late {q.lateness_rate:.2f}"
+        )
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/dim]")
+    console.print(f"html: {result.html_path}")
+    console.print(f"json: {result.json_path}")
+    if result.html_uri:
+        console.print(f"uploaded: {result.html_uri}\nuploaded: {result.json_uri}")
+    if result.alert and result.alert.get("sent"):
+        console.print("alert sent")
