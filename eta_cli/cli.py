@@ -60,6 +60,11 @@ def build_app() -> typer.Typer:
         ctx.obj = {"profile": profile, "home": home}
 
     app.add_typer(config_cmd.app, name="config")
+    from eta_cli.commands import register as register_cmd
+    from eta_cli.commands import train as train_cmd
+
+    app.command("train", help=train_cmd.HELP)(train_cmd.train_command)
+    app.command("register", help=register_cmd.HELP)(register_cmd.register_command)
     from eta_cli.commands import drift as drift_cmd
 
     app.command("drift-report", help=drift_cmd.HELP)(drift_cmd.drift_report_command)

@@ -40,8 +40,13 @@ class EtaModel:
     high: float = 0.9
     quoted: float = 0.7
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Per-quantile shifts (seconds, booster order) calibrated on validation data so the
+    # interval covers what it claims on unseen orders; empty = none.
+    offsets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.offsets and len(self.offsets) != len(self.quantiles):
+            raise ValueError(f"offsets {self.offsets} do not match quantiles {self.quantiles}")
         index = {round(q, 6): i for i, q in enumerate(self.quantiles)}
         try:
             self._order = [index[round(q, 6)] for q in (self.low, 0.5, self.high, self.quoted)]
@@ -54,6 +59,8 @@ class EtaModel:
         """(n, 4) seconds: p_low, p50, p_high, quoted; non-crossing and non-negative."""
         raw = self.booster.inplace_predict(matrix)
         raw = np.asarray(raw, dtype=np.float64).reshape(matrix.shape[0], -1)
+        if self.offsets:
+            raw = raw + np.asarray(self.offsets, dtype=np.float64)
         # Quantile heads are fitted jointly but can still cross on odd inputs.
         raw = np.maximum(np.sort(raw, axis=1), 0.0)
         return raw[:, self._order]
@@ -82,6 +89,7 @@ class EtaModel:
             "high": self.high,
             "quoted": self.quoted,
             "feature_names": list(features.FEATURE_NAMES),
+            "offsets": list(self.offsets),
             "metadata": self.metadata,
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
@@ -110,4 +118,5 @@ class EtaModel:
             meta["high"],
             meta["quoted"],
             meta.get("metadata", {}),
+            tuple(float(v) for v in meta.get("offsets") or ()),
         )
