@@ -60,6 +60,11 @@ def build_app() -> typer.Typer:
         ctx.obj = {"profile": profile, "home": home}
 
     app.add_typer(config_cmd.app, name="config")
+    from eta_cli.commands import predict as predict_cmd
+    from eta_cli.commands import serve as serve_cmd
+
+    app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve_command)
+    app.command("predict", help=predict_cmd.HELP)(predict_cmd.predict_command)
     from eta_cli.commands import register as register_cmd
     from eta_cli.commands import train as train_cmd
 

@@ -1,0 +1,56 @@
+"""``eta serve``: the prediction service on waitress (see ``eta_cli.serve``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from eta_cli.commands._common import settings_from
+
+HELP = """Serve predictions over HTTP (Flask on waitress), port 9696 by default.
+
+Loads the model in the background (GET /ready is 503 until then) and, for a \
+models:/NAME@ALIAS URI, polls the alias every reload_interval_s and swaps to the \
+new version atomically. Every prediction is logged to the monitoring database \
+by a background writer. SIGTERM or Ctrl-C: finish the requests in flight, flush \
+the prediction log, exit 0.
+
+\b
+Endpoints: POST /predict, GET /health, GET /ready, GET /model, GET /metrics,
+           GET /openapi.json, POST /reload
+"""
+
+
+def serve_command(
+    ctx: typer.Context,
+    host: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional
+        None,
+        "--host",
+        help="Interface to listen on (0.0.0.0 for all). Default: serve_host (127.0.0.1).",
+        show_default=False,
+    ),
+    port: Optional[int] = typer.Option(  # noqa: UP045
+        None, "--port", help="TCP port. Default: serve_port (9696).", show_default=False
+    ),
+    threads: Optional[int] = typer.Option(  # noqa: UP045
+        None,
+        "--threads",
+        min=1,
+        help="Worker threads. Default: serve_threads (8).",
+        show_default=False,
+    ),
+    model: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--model",
+        "-m",
+        help="models:/NAME@ALIAS (polled for changes), models:/NAME/VERSION, runs:/ID/model "
+        "or a local model folder. Default: models:/<model_name>@champion.",
+        show_default=False,
+    ),
+) -> None:
+    from eta_cli import serve
+
+    settings = settings_from(ctx, serve_host=host, serve_port=port, serve_threads=threads)
+    serve.configure_logging()
+    serve.run(settings, model_uri=model)

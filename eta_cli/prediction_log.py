@@ -1,0 +1,249 @@
+"""Background, batched writer of the prediction log (``monitoring.predictions``).
+
+A request only appends its predictions to an in-memory queue (microseconds); one
+writer thread turns them into rows and inserts them in batches (every
+``flush_interval_s`` or ``batch_rows`` rows), so the database never slows or
+blocks a request. The queue is bounded in rows: when it is full, new predictions
+are dropped and counted rather than waiting or growing without limit. Database
+errors are counted and logged, never raised to a request; the engine is rebuilt
+on the next batch, so the log resumes when the database comes back. ``close()``
+writes what is queued before returning (graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+logger = logging.getLogger("eta.prediction_log")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """The predictions of one request, as the request thread hands them over (cheap to build)."""
+
+    request_id: str
+    predicted_at: float  # time.time()
+    model_name: str
+    model_version: str
+    latency_ms: float
+    records: Sequence[dict[str, Any]]
+    order_ids: Sequence[str | None]
+    values: Any  # ndarray (n, 4): p_low, p50, p_high, quoted seconds
+
+    @property
+    def rows(self) -> int:
+        return len(self.records)
+
+
+def _json_safe(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
+
+
+def entry_rows(entry: LogEntry) -> list[dict[str, Any]]:
+    """Rows of ``monitoring.predictions`` for one entry (done in the writer thread)."""
+    predicted_at = datetime.fromtimestamp(entry.predicted_at, UTC)
+    rows = []
+    for record, order_id, value in zip(entry.records, entry.order_ids, entry.values, strict=True):
+        created = record.get("created_at")
+        rows.append(
+            {
+                "request_id": entry.request_id,
+                "order_id": order_id,
+                "predicted_at": predicted_at,
+                "order_created_at": created if isinstance(created, datetime) else None,
+                "model_name": entry.model_name,
+                "model_version": entry.model_version,
+                "eta_p10_s": float(value[0]),
+                "eta_p50_s": float(value[1]),
+                "eta_p90_s": float(value[2]),
+                "eta_quoted_s": float(value[3]),
+                "latency_ms": entry.latency_ms,
+                "features": _json_safe(record),
+            }
+        )
+    return rows
+
+
+class PredictionLog:
+    """Bounded queue + writer thread; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        database_url: str,
+        capacity: int,
+        *,
+        batch_rows: int = 500,
+        flush_interval_s: float = 0.5,
+        engine_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.capacity = max(int(capacity), 0)
+        self.batch_rows = max(int(batch_rows), 1)
+        self.flush_interval_s = flush_interval_s
+        self._engine_factory = engine_factory
+        self._engine: Any = None
+        self._queue: collections.deque[LogEntry] = collections.deque()
+        self._cond = threading.Condition()
+        self._pending = 0  # rows queued, not yet taken by the writer
+        self._in_flight = 0  # rows taken, being written
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+        self.errors = 0  # rows lost to database errors
+        self._last_error_log = 0.0
+
+    # --- request side ---------------------------------------------------------
+
+    def submit(self, entry: LogEntry) -> bool:
+        """Queue one request's predictions; False (and counted) when the queue is full."""
+        n = entry.rows
+        with self._cond:
+            if self._stopping or self._pending + n > self.capacity:
+                self.dropped += n
+                return False
+            self._queue.append(entry)
+            self._pending += n
+            if self._pending >= self.batch_rows:
+                self._cond.notify_all()
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self._pending + self._in_flight
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "written": self.written,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "pending": self.pending,
+        }
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def start(self) -> PredictionLog:
+        """Start the writer thread (the database is first touched by the first batch)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="eta-prediction-log", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written (or failed); True if it was."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify_all()
+            while self._pending or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+                self._cond.notify_all()
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting, write what is queued, stop the thread, release the database."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("prediction log: %d rows still unwritten at shutdown", self.pending)
+            self._thread = None
+        elif self._queue:
+            self._drain()  # never started: write synchronously
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # --- writer side --------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._stopping and self._pending < self.batch_rows:
+                    self._cond.wait(self.flush_interval_s)
+                stopping = self._stopping
+            self._drain()
+            if stopping:
+                with self._cond:
+                    if not self._queue:
+                        return
+
+    def _take(self) -> list[LogEntry]:
+        with self._cond:
+            taken: list[LogEntry] = []
+            rows = 0
+            while self._queue and rows < self.batch_rows:
+                entry = self._queue.popleft()
+                taken.append(entry)
+                rows += entry.rows
+            self._pending -= rows
+            self._in_flight += rows
+            return taken
+
+    def _drain(self) -> None:
+        while True:
+            taken = self._take()
+            if not taken:
+                return
+            n = sum(e.rows for e in taken)
+            try:
+                rows = [row for entry in taken for row in entry_rows(entry)]
+                self._insert(rows)
+                ok = True
+            except Exception as exc:  # the log must never take the service down
+                ok = False
+                self._report(exc, n)
+            with self._cond:
+                self._in_flight -= n
+                if ok:
+                    self.written += n
+                else:
+                    self.errors += n
+                self._cond.notify_all()
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        from eta_cli import monitoring
+
+        if self._engine is None:
+            factory = self._engine_factory or monitoring.make_engine
+            engine = factory(self.database_url)
+            try:
+                monitoring.ensure_schema(engine)
+            except Exception:
+                engine.dispose()
+                raise
+            self._engine = engine
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(monitoring.predictions.insert(), rows)
+        except Exception:
+            # Rebuild the engine next time: the database may have moved or restarted.
+            self._engine.dispose()
+            self._engine = None
+            raise
+
+    def _report(self, exc: BaseException, rows: int) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 10.0:  # do not flood the log while the DB is down
+            self._last_error_log = now
+            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            logger.warning(
+                "prediction log: %d rows not written (%s: %s); %d lost so far",
+                rows,
+                type(exc).__name__,
+                text[0] if text else "",
+                self.errors + rows,
+            )

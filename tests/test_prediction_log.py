@@ -1,0 +1,158 @@
+"""The background prediction-log writer: rows land in SQLite and PostgreSQL, a full queue
+drops and counts, the queue is flushed on close, database errors never reach a request."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from helpers_model import fake_loaded, sample_orders
+
+from eta_cli import monitoring, validation
+from eta_cli.prediction_log import LogEntry, PredictionLog
+from eta_cli.serve import ModelProvider, create_app
+
+ORDERS = sample_orders(10, with_id=True)
+
+
+def entry(n: int = 1, request_id: str = "r1", version: str = "1") -> LogEntry:
+    records = []
+    ids = []
+    for order in (ORDERS * (n // len(ORDERS) + 1))[:n]:
+        record, order_id, problems = validation.validate_order(order)
+        assert not problems
+        records.append(record)
+        ids.append(order_id)
+    values = np.tile(np.array([[600.0, 1200.0, 2400.0, 1500.0]]), (n, 1))
+    return LogEntry(request_id, time.time(), "eta", version, 1.5, records, ids, values)
+
+
+def rows(url: str) -> list[dict]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(
+                sa.select(monitoring.predictions).order_by(monitoring.predictions.c.id)
+            )
+            return [dict(r._mapping) for r in result]
+    finally:
+        engine.dispose()
+
+
+def test_rows_land_in_sqlite_with_features_and_outputs(settings):
+    url = settings.effective_database_url
+    log = PredictionLog(url, 100, flush_interval_s=0.05).start()
+    assert log.submit(entry(3, "req-a"))
+    assert log.flush(10)
+    log.close()
+    written = rows(url)
+    assert len(written) == 3
+    first = written[0]
+    assert first["request_id"] == "req-a"
+    assert first["order_id"] == ORDERS[0]["order_id"]
+    assert first["model_name"] == "eta" and first["model_version"] == "1"
+    assert (first["eta_p10_s"], first["eta_p50_s"], first["eta_p90_s"], first["eta_quoted_s"]) == (
+        600.0,
+        1200.0,
+        2400.0,
+        1500.0,
+    )
+    assert first["latency_ms"] == 1.5
+    features = (
+        first["features"] if isinstance(first["features"], dict) else json.loads(first["features"])
+    )
+    assert features["store_id"] == ORDERS[0]["store_id"]
+    assert features["created_at"] == ORDERS[0]["created_at"].replace(" ", "T")
+    assert "order_id" not in features
+    assert str(first["order_created_at"]).startswith(ORDERS[0]["created_at"])
+    assert log.stats() == {"written": 3, "dropped": 0, "errors": 0, "pending": 0}
+
+
+@pytest.mark.postgres
+def test_rows_land_in_postgresql(pg_url):
+    log = PredictionLog(pg_url, 10_000, batch_rows=50, flush_interval_s=0.05).start()
+    for i in range(20):
+        log.submit(entry(7, f"req-{i}"))
+    assert log.flush(20)
+    log.close()
+    written = rows(pg_url)
+    assert len(written) == 140
+    assert written[0]["features"]["store_id"] == ORDERS[0]["store_id"]  # JSON column
+    assert {r["request_id"] for r in written} == {f"req-{i}" for i in range(20)}
+    assert written[0]["predicted_at"].tzinfo is not None
+
+
+def test_a_full_queue_drops_and_counts(settings):
+    log = PredictionLog(settings.effective_database_url, capacity=5)  # writer not started
+    assert log.submit(entry(3))
+    assert not log.submit(entry(3))  # would exceed 5 rows
+    assert log.submit(entry(2))
+    assert not log.submit(entry(1))
+    assert log.stats()["dropped"] == 4
+    assert log.stats()["pending"] == 5
+    log.close()  # never started: close writes what is queued
+    assert len(rows(settings.effective_database_url)) == 5
+
+
+def test_close_flushes_everything_queued(settings):
+    url = settings.effective_database_url
+    log = PredictionLog(url, 100_000, batch_rows=500, flush_interval_s=30.0).start()
+    for i in range(300):
+        log.submit(entry(4, f"r{i}"))
+    log.close()  # long flush interval: only close can have written them
+    assert len(rows(url)) == 1200
+    assert log.stats()["written"] == 1200
+    assert not log.submit(entry(1))  # closed: refused and counted, never blocks
+
+
+def test_database_errors_are_counted_never_raised(tmp_path):
+    # A file where the database's folder should be: every connection fails.
+    (tmp_path / "blocked").write_text("not a folder")
+    url = f"sqlite:///{tmp_path / 'blocked' / 'db.sqlite'}"
+    log = PredictionLog(url, 100, flush_interval_s=0.02, engine_factory=sa.create_engine).start()
+    assert log.submit(entry(2))
+    assert log.flush(10)
+    assert log.stats()["errors"] == 2 and log.stats()["written"] == 0
+    assert log.submit(entry(1))  # still accepting
+    log.flush(10)
+    log.close()
+    assert log.stats()["errors"] == 3
+
+
+@pytest.mark.postgres
+def test_unreachable_postgresql_does_not_fail_requests(settings):
+    from conftest import free_port
+
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing"
+    log = PredictionLog(url, 100, flush_interval_s=0.02).start()
+    provider = ModelProvider.fixed(settings, fake_loaded("1"))
+    client = create_app(settings, provider, log).test_client()
+    order = {k: v for k, v in ORDERS[0].items()}
+    for _ in range(3):
+        assert client.post("/predict", json=order).status_code == 200
+    log.flush(20)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "eta_prediction_log_errors_total 3" in metrics
+    log.close()
+
+
+def test_predictions_through_the_app_are_logged(settings):
+    url = settings.effective_database_url
+    log = PredictionLog(url, 100, flush_interval_s=0.02).start()
+    client = create_app(
+        settings, ModelProvider.fixed(settings, fake_loaded("4")), log
+    ).test_client()
+    response = client.post("/predict", json={"orders": ORDERS[:4]}, headers={"X-Request-ID": "rq"})
+    body = response.get_json()
+    log.close()
+    written = rows(url)
+    assert [r["order_id"] for r in written] == [o["order_id"] for o in ORDERS[:4]]
+    assert {r["request_id"] for r in written} == {"rq"}
+    assert {r["model_version"] for r in written} == {"4"}
+    assert [round(r["eta_p50_s"], 1) for r in written] == [
+        p["eta_p50_s"] for p in body["predictions"]
+    ]
+    assert all(r["latency_ms"] > 0 for r in written)
