@@ -60,6 +60,9 @@ def build_app() -> typer.Typer:
         ctx.obj = {"profile": profile, "home": home}
 
     app.add_typer(config_cmd.app, name="config")
+    from eta_cli.commands import ingest as ingest_cmd
+
+    app.command("ingest", help=ingest_cmd.HELP)(ingest_cmd.ingest_command)
     from eta_cli.commands import predict as predict_cmd
     from eta_cli.commands import serve as serve_cmd
 

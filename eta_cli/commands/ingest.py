@@ -1,0 +1,153 @@
+"""``eta ingest``: validate raw orders and publish them to the Parquet data lake."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import click
+import typer
+
+from eta_cli.commands._common import console, err_console, print_json, settings_from
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eta_cli.ingest import IngestResult, Progress
+
+HELP = (
+    "Validate orders (files, globs, directories, s3:// URIs or --synthetic N) and publish "
+    "them to the date-partitioned data lake; rejected rows go to a quarantine file."
+)
+
+
+def ingest_command(
+    ctx: typer.Context,
+    sources: Optional[list[str]] = typer.Argument(  # noqa: UP045 - Typer needs Optional here
+        None,
+        metavar="SOURCE",
+        help="Files, globs, directories or s3://bucket/key (or s3://bucket/prefix/).",
+        show_default=False,
+    ),
+    synthetic: Optional[int] = typer.Option(  # noqa: UP045
+        None,
+        "--synthetic",
+        min=1,
+        help="Also generate N synthetic orders and ingest them.",
+        show_default=False,
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic orders."),
+    drift: bool = typer.Option(
+        False, "--drift", help="Synthetic orders from a shifted population."
+    ),
+    output: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--output",
+        "-o",
+        help="Data lake root (folder or s3://bucket/prefix). Default: the data_uri setting.",
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Validate, clean and publish orders."""
+    if not sources and not synthetic:
+        raise click.UsageError(
+            "nothing to ingest: give at least one SOURCE (file, glob, directory or s3:// URI) "
+            "or --synthetic N",
+            ctx=ctx,
+        )
+    from eta_cli import ingest as library
+
+    settings = settings_from(ctx, data_uri=output)
+    show_progress = not as_json and err_console.is_terminal
+    with _ProgressBar(show_progress) as report:
+        result = library.ingest(
+            sources or [],
+            settings,
+            synthetic=synthetic,
+            seed=seed,
+            drift=drift,
+            progress=report,
+        )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _summary(result)
+
+
+class _ProgressBar:
+    """A Rich progress bar on a terminal; a no-op callback otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.read_task = None
+        self.publish_task = None
+
+    def __enter__(self) -> Callable[[Progress], None] | None:
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rows]:,} rows"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.bar.start()
+        self.read_task = self.bar.add_task("reading", total=None, rows=0)
+        return self.update
+
+    def update(self, event: Progress) -> None:
+        if event.phase == "read":
+            self.bar.update(
+                self.read_task, completed=event.done, total=event.total, rows=event.rows
+            )
+        else:
+            if self.publish_task is None:
+                self.bar.update(self.read_task, completed=event.total or 1, total=event.total or 1)
+                self.publish_task = self.bar.add_task(
+                    "publishing", total=event.total, rows=event.rows
+                )
+            self.bar.update(self.publish_task, completed=event.done, rows=event.rows)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _summary(result: IngestResult) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"eta ingest · run {result.run_id}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("rows read", f"{result.rows_read:,}")
+    table.add_row("rows written", f"{result.rows_written:,}")
+    table.add_row("rows quarantined", f"{result.rows_quarantined:,}")
+    for reason, count in result.reasons.items():
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("rows cleaned (values blanked)", f"{result.rows_cleaned:,}")
+    for rule, count in result.cleaned.items():
+        table.add_row(f"  {rule}", f"{count:,}")
+    table.add_row("date partitions updated", f"{len(result.partitions):,}")
+    table.add_row("output", result.output)
+    table.add_row("quarantine file", result.quarantine or "none (no row rejected)")
+    if result.recovered:
+        table.add_row("completed interrupted runs", ", ".join(result.recovered))
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    console.print(table)
+    mark = "[green]✓[/green]" if result.balanced else "[red]✗[/red]"
+    console.print(
+        f"{mark} rows read {result.rows_read:,} = written {result.rows_written:,} "
+        f"+ quarantined {result.rows_quarantined:,}"
+    )
