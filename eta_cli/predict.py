@@ -342,7 +342,7 @@ def _iter_batches(
         # Everything as text: a bad cell must reject its row, not abort the whole file.
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(block_size=max(chunk_rows * 200, 1 << 20)),
+            read_options=pacsv.ReadOptions(block_size=max(chunk_rows * 200, 1 << 14)),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in validation.ACCEPTED_FIELDS},
                 strings_can_be_null=True,
