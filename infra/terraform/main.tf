@@ -41,6 +41,13 @@ resource "aws_vpc" "main" {
   tags = { Name = var.name }
 }
 
+# The VPC's default security group allows nothing; every resource uses its own group.
+resource "aws_default_security_group" "default" {
+  vpc_id = aws_vpc.main.id
+
+  tags = { Name = "${var.name}-default-unused" }
+}
+
 resource "aws_internet_gateway" "main" {
   vpc_id = aws_vpc.main.id
 
@@ -406,6 +413,8 @@ resource "aws_db_instance" "main" {
   publicly_accessible    = false
   multi_az               = var.db_multi_az
 
+  enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
+
   backup_retention_period    = var.db_backup_retention_days
   copy_tags_to_snapshot      = true
   auto_minor_version_upgrade = true
@@ -431,6 +440,7 @@ resource "aws_instance" "app" {
   vpc_security_group_ids      = [aws_security_group.app.id]
   iam_instance_profile        = aws_iam_instance_profile.instance.name
   associate_public_ip_address = true
+  ebs_optimized               = true
 
   # IMDSv2 only; two hops so that containers (one bridge hop away) reach the
   # instance profile's credentials.
