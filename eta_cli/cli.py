@@ -76,6 +76,9 @@ def build_app() -> typer.Typer:
     from eta_cli.commands import drift as drift_cmd
 
     app.command("drift-report", help=drift_cmd.HELP)(drift_cmd.drift_report_command)
+    from eta_cli.commands import pipeline as pipeline_cmd
+
+    app.command("pipeline", help=pipeline_cmd.HELP)(pipeline_cmd.pipeline_command)
     return app
 
 

@@ -347,7 +347,29 @@ def evidently_frame(frame: pd.DataFrame, with_prediction: bool) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def build_report(threshold: float, with_prediction: bool) -> tuple[Any, Any]:
+SMALL_SAMPLE = 1000  # Evidently's own cut between p-value tests and distances
+
+
+def methods_for(reference_rows: int, current_rows: int) -> tuple[str | None, str | None]:
+    """(numeric, categorical) drift methods; None lets Evidently choose.
+
+    Evidently picks distances (Wasserstein, Jensen-Shannon) when the *reference* has
+    more than 1,000 rows, whatever the size of the current data. A distance measured
+    on a few hundred current orders is mostly sampling noise and flags stable days,
+    so when either side is small we use the tests Evidently uses for small data
+    (Kolmogorov-Smirnov, chi-square), whose p-values account for the sample size.
+    """
+    if min(reference_rows, current_rows) <= SMALL_SAMPLE:
+        return "ks", "chisquare"
+    return None, None
+
+
+def build_report(
+    threshold: float,
+    with_prediction: bool,
+    num_method: str | None = None,
+    cat_method: str | None = None,
+) -> tuple[Any, Any]:
     """The Evidently ``Report`` and ``DataDefinition`` used for every drift report."""
     from evidently import DataDefinition, Report
     from evidently.metrics import ValueDrift
@@ -357,9 +379,16 @@ def build_report(threshold: float, with_prediction: bool) -> tuple[Any, Any]:
     definition = DataDefinition(
         numerical_columns=numerical, categorical_columns=list(CATEGORICAL_COLUMNS)
     )
-    metrics: list[Any] = [DataDriftPreset(columns=list(DRIFT_COLUMNS), drift_share=threshold)]
+    metrics: list[Any] = [
+        DataDriftPreset(
+            columns=list(DRIFT_COLUMNS),
+            drift_share=threshold,
+            num_method=num_method,
+            cat_method=cat_method,
+        )
+    ]
     if with_prediction:
-        metrics.append(ValueDrift(column=PREDICTION_COLUMN))
+        metrics.append(ValueDrift(column=PREDICTION_COLUMN, method=num_method))
     return Report(metrics, include_tests=True), definition
 
 
@@ -369,7 +398,8 @@ def run_evidently(
     """Run the report on frames made by :func:`evidently_frame`; returns the snapshot."""
     from evidently import Dataset
 
-    report, definition = build_report(threshold, with_prediction)
+    num_method, cat_method = methods_for(len(reference), len(current))
+    report, definition = build_report(threshold, with_prediction, num_method, cat_method)
     return report.run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
         reference_data=Dataset.from_pandas(reference, data_definition=definition),
@@ -931,6 +961,11 @@ def drift_report(
         with_prediction,
     )
     found = column_results(snapshot)
+    if methods_for(len(ref), len(cur))[0]:
+        notes.append(
+            f"a side has at most {SMALL_SAMPLE:,} rows: drift is tested with KS / chi-square "
+            "p-values (drifted when p < threshold) instead of distances"
+        )
     columns = [found[c] for c in DRIFT_COLUMNS if c in found]
     if len(columns) != len(DRIFT_COLUMNS):
         missing = sorted(set(DRIFT_COLUMNS) - set(found))
