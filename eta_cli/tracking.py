@@ -194,8 +194,19 @@ def client_for(settings: Settings) -> MlflowClient:
     from mlflow import MlflowClient
 
     _export_s3_endpoint(settings)
-    mlflow.set_tracking_uri(settings.effective_tracking_uri)
-    mlflow.set_registry_uri(settings.effective_registry_uri)
+    # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which our own
+    # settings would then read as if the user had set them: keep the environment as it was
+    # (the fluent API uses the in-process value first).
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    try:
+        mlflow.set_tracking_uri(settings.effective_tracking_uri)
+        mlflow.set_registry_uri(settings.effective_registry_uri)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return MlflowClient(settings.effective_tracking_uri, settings.effective_registry_uri)
 
 

@@ -668,9 +668,15 @@ def _signature_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_signature() -> Any:
-    """Inputs: the order columns known at order time (nullable ones optional); outputs: ETAs."""
+    """Inputs: the order columns known at order time (nullable ones optional); outputs: ETAs.
+
+    Numeric inputs are typed ``Any``: MLflow's enforcement refuses int64 -> double and
+    nullable Int64, yet callers send integers, nulls and floats; the feature builder
+    coerces them itself.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from eta_cli.model import OUTPUT_COLUMNS
 
@@ -678,7 +684,7 @@ def model_signature() -> Any:
     for column in schema.COLUMNS:
         if not column.known_at_order_time:
             continue
-        kind = {"timestamp": "datetime", "str": "string"}.get(column.kind, "double")
+        kind = {"timestamp": "datetime", "str": "string"}.get(column.kind, AnyType())
         inputs.append(ColSpec(kind, column.name, required=not column.nullable))
     outputs = [ColSpec("double", name) for name in OUTPUT_COLUMNS]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

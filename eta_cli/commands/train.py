@@ -109,34 +109,27 @@ def _print_result(result) -> None:  # TrainResult
 
     from eta_cli.train import MODEL_CANDIDATE
 
-    table = Table(title=f"Candidates on the test set ({result.rows['test']:,} newest orders)")
-    for column in (
-        "candidate",
-        "MAE s",
-        "RMSE s",
-        "R²",
-        "±10 min",
-        "p10-p90 cover",
-        "late (quoted)",
-        "pinball s",
-        "fit s",
-    ):
-        table.add_column(column, justify="left" if column == "candidate" else "right")
+    table = Table(
+        title=f"Candidates on the test set ({result.rows['test']:,} newest orders)",
+        caption="* logged as the model; seconds; late = actual after the quoted ETA",
+    )
+    headers = ("candidate", "MAE", "RMSE", "R²", "±10min", "p10-p90", "late", "pinball", "fit")
+    for column in headers:
+        first = column == "candidate"
+        table.add_column(column, justify="left" if first else "right", no_wrap=first)
     for cand in result.candidates:
         m = cand.metrics
-        label = cand.name
-        if cand.name == MODEL_CANDIDATE:
-            label += " (logged model)"
+        label = cand.name + (" *" if cand.name == MODEL_CANDIDATE else "")
         if cand.name == result.best_candidate:
             label = f"[bold green]{label}[/]"
         table.add_row(
             label,
-            f"{m['mae']:.1f}",
-            f"{m['rmse']:.1f}",
+            f"{m['mae']:.0f}",
+            f"{m['rmse']:.0f}",
             f"{m['r2']:.3f}",
-            f"{100 * m['within_10min']:.1f} %",
-            f"{100 * m['coverage']:.1f} %",
-            f"{100 * m['lateness_rate']:.1f} %",
+            f"{100 * m['within_10min']:.1f}%",
+            f"{100 * m['coverage']:.1f}%",
+            f"{100 * m['lateness_rate']:.1f}%",
             f"{m['pinball']:.1f}",
             f"{cand.seconds:.1f}",
         )
