@@ -40,6 +40,13 @@ format: install
 
 demo: install
 	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 200000 --seed 42
+	@# First pipeline run: no champion yet, so it trains and registers the first model.
+	ETA_HOME=$(DEMO_HOME) $(ETA) pipeline
+	@# A drifted batch (new market, bigger baskets, fewer dashers) arrives: the next run
+	@# detects the drift, retrains and lets the gate decide (exit 3 promoted, 4 kept).
+	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 50000 --seed 42 --drift
+	ETA_HOME=$(DEMO_HOME) $(ETA) pipeline || test $$? -eq 3 -o $$? -eq 4
+	@echo "drift reports: $(DEMO_HOME)/reports/"
 
 # The CLI reference, generated from each command's --help (tests/test_cli_docs.py checks it).
 docs: install

@@ -347,21 +347,34 @@ def ingest(
     run_id = _new_run_id()
     result = IngestResult(run_id=run_id, output=lake.uri_of(lake.orders), files=labels)
 
-    with lake.locked():
+    with lake.locked(), _storage_errors(lake):
         result.recovered = _recover(lake)
         stage = _Stage(lake, run_id)
         try:
             _stream(plan, synthetic, seed, drift, settings, stage, result, progress)
             moves = _prepare_publish(lake, stage, result, labels, progress)
+            if not result.balanced:  # every row is accounted for before anything is visible
+                raise AssertionError(f"row accounting broken: {result.to_dict()}")
         except BaseException:
             stage.discard()
             raise
         _checkpoint("prepared", run_id=run_id)
         _publish(lake, stage, moves)
     result.seconds = round(time.monotonic() - started, 3)
-    if not result.balanced:  # pragma: no cover - a bug, never bad input
-        raise AssertionError(f"row accounting broken: {result.to_dict()}")
     return result
+
+
+@contextlib.contextmanager
+def _storage_errors(lake: _Lake) -> Iterator[None]:
+    """Failures writing the lake (disk full, S3 refusing) become one-line errors."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (OSError, pa.ArrowException, BotoCoreError, ClientError) as exc:
+        raise storage.StorageError(
+            f"ingest failed writing to {lake.uri_of(lake.root)}: {_first_line(exc)}"
+        ) from exc
 
 
 def _checkpoint(stage: str, **info: Any) -> None:
@@ -408,7 +421,12 @@ def _expand_local(source: str) -> list[_Source]:
             raise IngestError(f"{source}: no file matches this pattern")
         paths: list[str] = []
         for match in matches:
-            paths.extend(_files_in_dir(match) if os.path.isdir(match) else [match])
+            if os.path.isdir(match):
+                paths.extend(_files_in_dir(match))
+            elif _wanted(os.path.basename(match)):
+                paths.append(match)
+        if not paths:
+            raise IngestError(f"{source}: no CSV or Parquet file matches this pattern")
     else:
         path = os.path.expanduser(source)
         if os.path.isdir(path):
@@ -440,12 +458,15 @@ def _files_in_dir(directory: str) -> list[str]:
     found = []
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        for name in sorted(files):
-            if not name.startswith((".", "_")) and name.lower().endswith(
-                CSV_SUFFIXES + PARQUET_SUFFIXES
-            ):
-                found.append(os.path.join(root, name))
+        found.extend(os.path.join(root, name) for name in sorted(files) if _wanted(name))
     return found
+
+
+def _wanted(name: str) -> bool:
+    """Data files in a listing: known suffixes, not hidden (``.x``) or metadata (``_x``)."""
+    return not name.startswith((".", "_")) and name.lower().endswith(
+        CSV_SUFFIXES + PARQUET_SUFFIXES
+    )
 
 
 def _expand_s3(source: str, settings: Settings) -> list[_Source]:
@@ -493,11 +514,8 @@ def _expand_s3(source: str, settings: Settings) -> list[_Source]:
                 base = name.rsplit("/", 1)[-1]
                 if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
                     continue
-                if base.startswith((".", "_")) or not base.lower().endswith(
-                    CSV_SUFFIXES + PARQUET_SUFFIXES
-                ):
-                    continue
-                keys.append((name, obj["Size"]))
+                if _wanted(base):
+                    keys.append((name, obj["Size"]))
     except (BotoCoreError, ClientError) as exc:
         raise IngestError(f"{source}: cannot reach S3 ({endpoint}): {_first_line(exc)}") from exc
     if not keys:
@@ -547,12 +565,14 @@ def _open_stream(src: _Source) -> tuple[Any, Any]:
 
 def _check_source(src: _Source) -> None:
     """Read the header (CSV) or schema (Parquet) and name any missing column."""
+    arrow_schema = None
     try:
         if src.kind == "parquet":
             import pyarrow.parquet as pq
 
             with src.filesystem.open_input_file(src.path) as handle:
-                names = pq.ParquetFile(handle).schema_arrow.names
+                arrow_schema = pq.ParquetFile(handle).schema_arrow
+            names = arrow_schema.names
         else:
             names = _csv_header(src)
     except IngestError:
@@ -562,11 +582,39 @@ def _check_source(src: _Source) -> None:
         raise IngestError(f"{src.uri}: unreadable {what} file: {_first_line(exc)}") from exc
     src.header = names
     missing = [c for c in schema.COLUMN_NAMES if c not in names]
+    if len(missing) == len(schema.COLUMN_NAMES):
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise IngestError(
+            f"{src.uri}: not an orders file: none of the expected columns in its header "
+            f"({shown}); expected columns: {', '.join(schema.COLUMN_NAMES)}"
+        )
     if missing:
         raise IngestError(
             f"{src.uri}: missing column(s) {', '.join(missing)}; "
             f"expected columns: {', '.join(schema.COLUMN_NAMES)}"
         )
+    if arrow_schema is not None:
+        for column in schema.COLUMNS:
+            kind = arrow_schema.field(column.name).type
+            if not _type_fits(column.kind, kind):
+                raise IngestError(
+                    f"{src.uri}: column {column.name} has type {kind}; expected "
+                    f"{schema.describe_column(column.name)} (or text that reads as one)"
+                )
+
+
+def _type_fits(kind: str, dtype: pa.DataType) -> bool:
+    """Whether a typed (Parquet) column can hold values of a schema kind at all."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    types = pa.types
+    if types.is_null(dtype) or types.is_string(dtype) or types.is_large_string(dtype):
+        return True
+    if kind in ("int", "float"):
+        return types.is_integer(dtype) or types.is_floating(dtype) or types.is_decimal(dtype)
+    if kind == "timestamp":
+        return types.is_timestamp(dtype) or types.is_date(dtype)
+    return types.is_integer(dtype)  # a category spelled as a number is still a label
 
 
 def _csv_header(src: _Source) -> list[str]:
@@ -1146,6 +1194,7 @@ class _Lake:
         else:
             self.root = os.path.abspath(os.path.expanduser(uri))
         self._fs: Any = None
+        self._client: Any = None
         self.orders = self.join("orders")
 
     @property
@@ -1220,14 +1269,26 @@ class _Lake:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = storage.s3_client(self.settings)
+        return self._client
+
     def exists(self, path: str) -> bool:
         if not self.s3:
             return os.path.exists(path)
-        return self.fs.get_file_info(path).type.name != "NotFound"
+        bucket, key = path.split("/", 1)
+        listing = self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        found = listing.get("Contents", [])
+        return bool(found) and (found[0]["Key"] == key or found[0]["Key"].startswith(key + "/"))
 
     def move(self, src: str, dst: str) -> None:
-        if self.s3:
-            self.fs.move(src, dst)  # copy + delete; the copy is one atomic PUT
+        if self.s3:  # a server-side copy (one atomic PUT of the target), then delete
+            bucket, key = src.split("/", 1)
+            dst_bucket, dst_key = dst.split("/", 1)
+            self.client.copy({"Bucket": bucket, "Key": key}, dst_bucket, dst_key)
+            self.client.delete_object(Bucket=bucket, Key=key)
         else:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.replace(src, dst)
@@ -1258,8 +1319,8 @@ class _Lake:
     def write_bytes(self, path: str, data: bytes) -> None:
         """Whole-or-nothing write: a temp file renamed locally, a single PUT on S3."""
         if self.s3:
-            with self.fs.open_output_stream(path) as out:
-                out.write(data)
+            bucket, key = path.split("/", 1)
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         temp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
@@ -1270,29 +1331,45 @@ class _Lake:
         os.replace(temp, path)
 
     def read_bytes(self, path: str) -> bytes:
-        with self.fs.open_input_stream(path) as handle:
+        if self.s3:
+            bucket, key = path.split("/", 1)
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with open(path, "rb") as handle:
             return handle.read()
 
     def delete_file(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            if self.s3:
-                self.fs.delete_file(path)
-            else:
+        if self.s3:
+            bucket, key = path.split("/", 1)
+            self.client.delete_object(Bucket=bucket, Key=key)
+        else:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
 
     def delete_dir(self, path: str) -> None:
         if not self.s3:
             shutil.rmtree(path, ignore_errors=True)
-        elif self.exists(path):
-            self.fs.delete_dir(path)
+            return
+        bucket, key = path.split("/", 1)
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
+            objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if objects:
+                self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
 
     def list_names(self, path: str) -> list[str]:
+        """Names directly inside a folder (local) or prefix (S3)."""
         if not self.s3:
             return sorted(os.listdir(path)) if os.path.isdir(path) else []
-        from pyarrow import fs
-
-        infos = self.fs.get_file_info(fs.FileSelector(path, allow_not_found=True))
-        return sorted(info.base_name for info in infos)
+        bucket, key = path.split("/", 1)
+        prefix = key.rstrip("/") + "/"
+        names = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names.update(obj["Key"][len(prefix) :] for obj in page.get("Contents", []))
+            names.update(
+                p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
+            )
+        return sorted(name for name in names if name)
 
 
 class _Stage:
@@ -1333,7 +1410,7 @@ class _Stage:
         writer = self._open.get(day)
         if writer is None:
             if len(self._open) >= self.MAX_OPEN:
-                self._close_rows()
+                self.close_rows()
             segments = self.segments.setdefault(day, [])
             path = os.path.join(self.local, "rows", f"{day}-{len(segments)}.arrows")
             segments.append(path)
@@ -1346,13 +1423,13 @@ class _Stage:
             self._quarantine = pa.ipc.new_stream(self.quarantine_path, QUARANTINE_SCHEMA)
         self._quarantine.write_batch(batch)
 
-    def _close_rows(self) -> None:
+    def close_rows(self) -> None:
         for writer in self._open.values():
             writer.close()
         self._open.clear()
 
     def close(self) -> None:
-        self._close_rows()
+        self.close_rows()
         if self._quarantine is not None:
             self._quarantine.close()
             self._quarantine = None
@@ -1406,7 +1483,7 @@ def _prepare_publish(
     progress: ProgressCallback | None,
 ) -> list[tuple[str, str]]:
     """Build every new partition file and the quarantine file inside the staging area."""
-    stage.close()
+    stage.close_rows()  # the quarantine stream stays open for duplicates found below
     days = sorted(stage.segments)
     moves: list[tuple[str, str]] = []
     workers = max(1, min(len(days), os.cpu_count() or 1, 4))
@@ -1563,7 +1640,7 @@ def _publish(lake: _Lake, stage: _Stage, moves: list[tuple[str, str]]) -> None:
         _checkpoint("journal", run_id=stage.run_id)
         try:
             _apply_moves(lake, moves)
-        except (OSError, pa.ArrowException) as exc:
+        except Exception as exc:
             raise storage.StorageError(
                 f"publishing run {stage.run_id} failed: {_first_line(exc)}; the next "
                 "`eta ingest` completes it"
