@@ -189,3 +189,34 @@ def test_help_documents_every_exit_code(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     for code in pipeline.EXIT_CODES:
         assert f"  {code} " in out
+
+
+def test_crontab_example_runs_valid_eta_commands() -> None:
+    import shlex
+
+    import typer.main
+
+    from eta_cli.cli import build_app
+
+    crontab = Path(__file__).resolve().parent.parent / "configs" / "crontab.example"
+    jobs = [
+        line
+        for line in crontab.read_text().splitlines()
+        if line and not line.startswith("#") and "=" not in line.split()[0]
+    ]
+    assert jobs, "no cron job lines"
+    group = typer.main.get_command(build_app())
+    commands = set()
+    for line in jobs:
+        fields = line.split(None, 5)
+        assert len(fields) == 6 and all(f[0].isdigit() or f[0] == "*" for f in fields[:5])
+        assert "%" not in fields[5].replace("\\%", "")  # cron would cut the line at a bare %
+        words = shlex.split(fields[5])
+        start = next(i for i, w in enumerate(words) if w.endswith("/eta"))
+        end = next(i for i, w in enumerate(words) if w.startswith(">>"))
+        name, *args = words[start + 1 : end]
+        command = group.get_command(None, name)  # type: ignore[attr-defined]
+        assert command is not None, name
+        command.make_context(name, list(args))  # raises on an unknown option
+        commands.add(name)
+    assert commands == {"pipeline", "drift-report"}
