@@ -558,7 +558,7 @@ def register(settings: Settings, run_id: str | None = None, force: bool = False)
         aliases=sorted(_aliases_by_version(client, name).get(version, [])),
         reason=reason,
         candidate_mae=cand_mae,
-        champion_version=champion.version if champion else None,
+        champion_version=str(champion.version) if champion else None,
         champion_mae=champ_mae,
         compared_rows=rows,
         metrics=run_metrics,
@@ -659,7 +659,7 @@ def _move_champion(
     client.set_registered_model_alias(name, CHAMPION, version)
     if CHALLENGER in _aliases_by_version(client, name).get(version, []):
         client.delete_registered_model_alias(name, CHALLENGER)
-    prev = previous.version if previous else None
+    prev = str(previous.version) if previous else None
     full = f"{reason}; previous champion: v{prev}" if prev and prev != version else reason
     _set_version_tags(client, name, version, {TAG_DECISION: CHAMPION, TAG_REASON: full})
     return RegisterResult(

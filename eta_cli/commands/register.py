@@ -75,9 +75,9 @@ def _print_versions(name: str, rows: list[dict]) -> None:
     if not rows:
         console.print(f"no versions of model {name!r} yet: run `eta train` and `eta register`")
         return
-    table = Table(title=f"Model {name!r}")
+    table = Table(title=f"Model {name!r}", caption="gate reasons: eta register --list --json")
     for column in ("version", "aliases", "MAE s", "cover", "late", "registered", "run", "gate"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("aliases", "registered", "gate"))
     for row in rows:
         m = row["metrics"]
         created = dt.datetime.fromtimestamp((row["created"] or 0) / 1000, dt.UTC)
@@ -85,10 +85,10 @@ def _print_versions(name: str, rows: list[dict]) -> None:
             row["version"],
             ", ".join(row["aliases"]),
             f"{m['test_mae']:.1f}" if "test_mae" in m else "",
-            f"{100 * m['test_coverage']:.1f} %" if "test_coverage" in m else "",
-            f"{100 * m['test_lateness_rate']:.1f} %" if "test_lateness_rate" in m else "",
+            f"{100 * m['test_coverage']:.1f}%" if "test_coverage" in m else "",
+            f"{100 * m['test_lateness_rate']:.1f}%" if "test_lateness_rate" in m else "",
             created.strftime("%Y-%m-%d %H:%M"),
-            (row["run_id"] or "")[:12],
-            row["reason"] or "",
+            (row["run_id"] or "")[:8],
+            row["decision"] or "",
         )
     console.print(table)
