@@ -23,6 +23,7 @@ state_dir="$home/scheduler"
 heartbeat="$state_dir/heartbeat"
 keep_days="${ETA_PIPELINE_LOG_DAYS:-30}"
 child=""
+sleeper=""
 
 say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) scheduler: $*"; }
 
@@ -37,8 +38,19 @@ fi
 mkdir -p "$log_dir" "$state_dir" || exit 1
 touch "$heartbeat"
 
+# Sleep in the background so that TERM is handled at once (and the sleep ended too).
+nap() {
+  sleep "$1" &
+  sleeper=$!
+  wait "$sleeper"
+  sleeper=""
+}
+
 stop() {
   say "stopping"
+  if [[ -n "$sleeper" ]]; then
+    kill "$sleeper" 2>/dev/null
+  fi
   if [[ -n "$child" ]]; then
     kill -TERM "$child" 2>/dev/null
     wait "$child" 2>/dev/null
@@ -69,7 +81,7 @@ run_pipeline() {
   # Keep the heartbeat fresh while a long run (training) is going.
   while kill -0 "$child" 2>/dev/null; do
     touch "$heartbeat"
-    sleep 5 & wait $!
+    nap 5
   done
   wait "$child"
   rc=$?
@@ -91,7 +103,7 @@ while true; do
     left=$(( next - $(date -u +%s) ))
     (( left > 60 )) && left=60
     (( left < 1 )) && left=1
-    sleep "$left" & wait $!
+    nap "$left"
   done
   run_pipeline
 done
