@@ -130,7 +130,10 @@ def make_world(seed: int) -> World:
     factor = np.array([CATEGORY_PREP.get(c, 1.0) for c in category])
     # Stores differ a lot in how fast they prepare food.
     prep = 720.0 * factor * rng.lognormal(0.0, 0.35, size=n)
-    popularity = rng.pareto(1.2, size=n) + 0.05
+    # Heavy-tailed popularity, capped: uncapped, one store could take ~20 % of all
+    # orders and skew market and category shares far from the real file (whose
+    # busiest store has ~0.5 % of orders).
+    popularity = np.minimum(rng.pareto(1.2, size=n), 100.0) + 0.05
     missing_category = rng.random(n) < 0.045
     category = np.where(missing_category, "", category).astype(object)
     return World(np.arange(1, n + 1), market, category, prep, popularity)
@@ -166,7 +169,7 @@ def expected_duration(orders: pd.DataFrame, seed: int) -> np.ndarray:
     outstanding = _true(orders, "total_outstanding_orders")
     driving = _true(orders, "estimated_store_to_consumer_driving_duration")
     place = _true(orders, "estimated_order_place_duration")
-    market_factor = np.vectorize(MARKET_FACTOR.get)(market)
+    market_factor = np.vectorize(MARKET_FACTOR.get, otypes=[float])(market)
     prep_total = prep * (1.0 + 0.035 * np.minimum(items, 30)) * _hour_effect(hour)
     wait = _congestion_delay(outstanding, onshift)
     drive = driving * 1.35 * market_factor
@@ -231,7 +234,7 @@ def generate_orders(
     ).astype(int)
 
     peak = HOUR_WEIGHTS[hour] / HOUR_WEIGHTS.max()
-    supply = np.vectorize(MARKET_SUPPLY.get)(market)
+    supply = np.vectorize(MARKET_SUPPLY.get, otypes=[float])(market)
     onshift = np.round(rng.lognormal(np.log(48), 0.5, size=n) * supply * (0.25 + 0.75 * peak)).clip(
         0
     )
