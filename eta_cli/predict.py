@@ -55,18 +55,21 @@ def format_predictions(
     model = loaded.model
     low, high = interval_field(model.low), interval_field(model.high)
     out = []
-    for record, order_id, row in zip(records, order_ids, values.tolist(), strict=True):
+    for record, order_id, (p_low, p50, p_high, quoted) in zip(
+        records, order_ids, values.tolist(), strict=True
+    ):
         created: datetime = record["created_at"]
-        quoted = row[3]
-        delivery = created.replace(microsecond=0) + timedelta(seconds=round(quoted))
+        if created.microsecond:
+            created = created.replace(microsecond=0)
         out.append(
             {
                 "order_id": order_id,
-                "eta_p50_s": round(row[1], 1),
-                low: round(row[0], 1),
-                high: round(row[2], 1),
+                "eta_p50_s": round(p50, 1),
+                low: round(p_low, 1),
+                high: round(p_high, 1),
                 "eta_quoted_s": round(quoted, 1),
-                "expected_delivery_at": delivery.isoformat() + "Z",
+                "expected_delivery_at": (created + timedelta(seconds=round(quoted))).isoformat()
+                + "Z",
             }
         )
     return out

@@ -42,9 +42,13 @@ def training_data(n: int = 3000, seed: int = 0) -> tuple[dict[str, Any], np.ndar
     return features.columns_from_frame(orders), target
 
 
-@functools.cache
 def tiny_model(seed: int = 0, scale: float = 1.0, rounds: int = 30, n: int = 3000) -> EtaModel:
     """A small multi-quantile booster wrapped in :class:`EtaModel` (cached: treat as read-only)."""
+    return _tiny_model(int(seed), float(scale), int(rounds), int(n))
+
+
+@functools.cache
+def _tiny_model(seed: int, scale: float, rounds: int, n: int) -> EtaModel:
     import xgboost as xgb
 
     columns, target = training_data(n, seed)
@@ -117,8 +121,13 @@ class ServerThread:
 
     def __exit__(self, *exc: Any) -> None:
         self.server.task_dispatcher.shutdown(timeout=5)
-        self.server.close()
-        self.thread.join(2)
+
+        def close_all() -> None:  # runs in the loop's thread: no socket closed under select()
+            for channel in list(self.server._map.values()):
+                channel.close()
+
+        self.server.trigger.pull_trigger(close_all)
+        self.thread.join(5)
 
 
 def log_and_register(

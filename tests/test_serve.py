@@ -462,3 +462,32 @@ def test_no_model_in_registry_is_reported(settings):
     response = client.get("/ready")
     assert response.status_code == 503
     assert "has alias 'champion'" in response.get_json()["reason"]
+
+
+# --- the lean XGBoost call ---------------------------------------------------------
+
+
+def test_lean_booster_is_bit_identical_and_used_when_serving(settings):
+    from eta_cli.serve import LeanBooster, accelerate
+
+    loaded = fake_loaded("1")
+    fast = accelerate(loaded)
+    assert isinstance(fast.model.booster, LeanBooster)
+    assert loaded.model.booster is tiny_model().booster  # the original is left alone
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(800, 600, size=(257, 25)).astype(np.float32)
+    matrix[rng.random(matrix.shape) < 0.1] = np.nan
+    for rows in (matrix[:1], matrix[:7], matrix):
+        assert np.array_equal(
+            fast.model.booster.inplace_predict(rows), loaded.model.booster.inplace_predict(rows)
+        )
+    provider = ModelProvider.fixed(settings, loaded)
+    assert isinstance(provider.current.model.booster, LeanBooster)
+
+
+def test_lean_booster_falls_back_when_it_disagrees(monkeypatch):
+    from eta_cli import serve
+
+    monkeypatch.setattr(serve.LeanBooster, "inplace_predict", lambda self, data: data[:, :4] * 0)
+    loaded = fake_loaded("1")
+    assert serve.accelerate(loaded) is loaded
