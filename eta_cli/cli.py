@@ -98,10 +98,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # last resort: a message, not a traceback
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # Usage errors from click or from Typer's vendored copy of it (Typer >= 0.29),
+        # whose classes do not derive from click's: both have show() and exit_code.
+        code = getattr(exc, "exit_code", None)
+        if callable(getattr(exc, "show", None)) and isinstance(code, int):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
             typer.secho("aborted", err=True)
             sys.exit(130)
         if os.environ.get("ETA_DEBUG"):
