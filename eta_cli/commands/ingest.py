@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-import click
 import typer
 
 from eta_cli.commands._common import console, err_console, print_json, settings_from
@@ -50,10 +49,11 @@ def ingest_command(
 ) -> None:
     """Validate, clean and publish orders."""
     if not sources and not synthetic:
-        raise click.UsageError(
+        raise typer.BadParameter(
             "nothing to ingest: give at least one SOURCE (file, glob, directory or s3:// URI) "
             "or --synthetic N",
             ctx=ctx,
+            param_hint="SOURCE",
         )
     from eta_cli import ingest as library
 
