@@ -10,7 +10,8 @@
 #
 # Environment:
 #   ETA_PIPELINE_AT         daily run time, HH:MM in UTC (default 02:30)
-#   ETA_PIPELINE_ARGS       extra arguments for `eta pipeline` (default none)
+#   ETA_PIPELINE_ARGS       arguments for `eta pipeline` (default none), e.g. --upload-s3
+#   ETA_PIPELINE_INBOX      folder of new order files, read by `eta pipeline` (created here)
 #   ETA_PIPELINE_ON_START   1 to also run once right after the container starts
 #   ETA_PIPELINE_LOG_DAYS   days to keep per-run log files (default 30)
 set -uo pipefail
@@ -35,7 +36,7 @@ if ! [[ "$keep_days" =~ ^[0-9]+$ ]]; then
   say "ETA_PIPELINE_LOG_DAYS=$keep_days is not a number of days" >&2
   exit 2
 fi
-mkdir -p "$log_dir" "$state_dir" || exit 1
+mkdir -p "$log_dir" "$state_dir" ${ETA_PIPELINE_INBOX:+"$ETA_PIPELINE_INBOX"} || exit 1
 touch "$heartbeat"
 
 # Sleep in the background so that TERM is handled at once (and the sleep ended too).
