@@ -356,6 +356,10 @@ def run_pipeline(
         )
     if synthetic is not None and synthetic < 1:
         raise PipelineError(f"--synthetic must be at least 1, got {synthetic}")
+    if upload_s3 and not settings.s3_bucket:
+        raise PipelineError(
+            "--upload-s3 needs a bucket: set ETA_S3_BUCKET (or s3_bucket in the profile)"
+        )
     if inbox and not os.path.isdir(os.path.expanduser(inbox)):
         raise PipelineError(f"inbox {inbox} is not a folder (--inbox / ETA_PIPELINE_INBOX)")
     emit = log or _default_log

@@ -171,6 +171,7 @@ def test_failed_step_gives_exit_code_6_and_later_steps_still_run(
     [
         (["--retrain", "sometimes"], "allowed: on-drift, always, never"),
         (["--inbox", "/nonexistent/inbox"], "inbox /nonexistent/inbox is not a folder"),
+        (["--upload-s3"], "--upload-s3 needs a bucket: set ETA_S3_BUCKET"),
     ],
 )
 def test_bad_options_exit_2_with_a_clear_message(
