@@ -259,6 +259,10 @@ def load_settings(
         values[name] = _coerce(name, raw, "command line")
         sources[name] = "option"
     values["profile"] = profile or str(chosen)
+    if profile or overrides.get("profile"):
+        sources["profile"] = "option"
+    elif env.get(PROFILES_ENV):
+        sources["profile"] = f"${PROFILES_ENV}"
     settings = Settings(**values, sources=sources)
     validate(settings)
     return settings
@@ -333,8 +337,12 @@ def describe(settings: Settings) -> list[tuple[str, Any, str]]:
         raw = getattr(settings, f.name)
         value = derived.get(f.name, raw)
         source = settings.sources.get(f.name, "default")
-        if f.name in derived and not raw and f.name != "home":
-            source = f"{source} (derived from home)" if source == "default" else source
+        if f.name in derived and not raw and f.name != "home" and source == "default":
+            source = (
+                "derived from tracking_uri" if f.name == "registry_uri" else ("derived from home")
+            )
+            if f.name == "artifact_location" and not value:
+                source = "chosen by the tracking server"
         rows.append(
             (f.name, redact(f.name, value if not isinstance(value, Path) else str(value)), source)
         )
