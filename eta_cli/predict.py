@@ -164,6 +164,28 @@ class RemotePredictor:
         self.model_version: str | None = None
         self.interval_fields: tuple[str, str] | None = None
 
+    def wait_ready(self, timeout: float) -> None:
+        """Poll ``GET /ready`` until the server has a model (for scripts that just started it)."""
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            try:
+                response = self.session.get(f"{self.url}/ready", timeout=5)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            except requests.RequestException as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise PredictError(
+                    f"eta server at {self.url} not ready after {timeout:g} s ({last})"
+                )
+            time.sleep(0.25)
+
     def _post(self, orders: list[Any]) -> dict[str, Any]:
         import requests
 

@@ -11,12 +11,13 @@ Nothing happens at import: no threads, no database, no MLflow.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ JSON_MIMETYPE = "application/json"
 
 def _event(event: str, **fields: Any) -> None:
     """One structured (JSON) line for a service event: load, swap, unreachable registry."""
-    logger.info(json.dumps({"event": event, **fields}, default=str))
+    logger.info(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -512,6 +513,12 @@ def create_app(
     from eta_cli.predict import format_predictions
     from eta_cli.prediction_log import LogEntry
 
+    prefix = os.urandom(10).hex()  # unique per app; a counter after it (no syscall per request)
+    counter = itertools.count(1)
+
+    def new_request_id() -> str:
+        return f"{prefix}{next(counter):012x}"
+
     app = Flask("eta_cli.serve")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
@@ -538,13 +545,13 @@ def create_app(
     def _start() -> None:
         g.t0 = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID.match(incoming) else new_request_id()
         g.model_version = None
         g.n_orders = 0
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        request_id = getattr(g, "request_id", None) or new_request_id()
         response.headers["X-Request-ID"] = request_id
         elapsed = time.perf_counter() - getattr(g, "t0", time.perf_counter())
         rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
@@ -553,6 +560,7 @@ def create_app(
             access_logger.info(
                 json.dumps(
                     {
+                        "ts": round(time.time(), 3),
                         "request_id": request_id,
                         "method": request.method,
                         "path": request.path,
@@ -717,20 +725,29 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One JSON line per event on stderr for the eta loggers (12-factor: the platform collects)."""
+def configure_logging(level: int = logging.INFO) -> Callable[[], None]:
+    """One JSON line per event on stderr for the eta loggers (12-factor: the platform collects).
+
+    Request threads only enqueue records; one listener thread formats and writes
+    them, so a request never waits on the stream's lock or a write. Returns the
+    function that stops the listener after writing what is queued.
+    """
+    import logging.handlers
+    import queue
     import sys
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    root = logging.getLogger("eta")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    waitress_logger = logging.getLogger("waitress")
-    waitress_logger.handlers[:] = [handler]
-    waitress_logger.setLevel(logging.WARNING)
-    waitress_logger.propagate = False
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(JsonLineFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, stream, respect_handler_level=False)
+    handler = logging.handlers.QueueHandler(records)
+    for name, logger_level in (("eta", level), ("waitress", logging.WARNING)):
+        target = logging.getLogger(name)
+        target.handlers[:] = [handler]
+        target.setLevel(logger_level)
+        target.propagate = False
+    listener.start()
+    return listener.stop
 
 
 def check_model_uri(uri: str | None) -> None:

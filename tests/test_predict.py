@@ -353,3 +353,34 @@ def test_remote_batch_file_matches_local(tmp_path, settings, model_dir):
     b = pq.read_table(tmp_path / "remote.parquet")
     assert a.equals(b)
     assert isinstance(a.schema.field("eta_p50_s").type, pa.DataType)
+
+
+def test_wait_for_a_server_that_is_still_loading(tmp_path, settings, model_dir, capsys):
+    import threading
+
+    from eta_cli import registry
+
+    release = threading.Event()
+
+    def slow_load(settings_, uri):
+        release.wait(20)
+        return registry.load_model(settings_, uri)
+
+    provider = ModelProvider(settings, str(model_dir), loader=slow_load).start()
+    path = write_json(tmp_path / "order.json", ORDERS[0])
+    try:
+        with ServerThread(create_app(settings, provider), threads=2) as server:
+            code, _, err = run_cli(
+                capsys, "predict", "--json", str(path), "--url", server.url, "--wait", "0.5"
+            )
+            assert code == 2 and "not ready after 0.5 s" in err and "HTTP 503" in err
+            threading.Timer(0.5, release.set).start()
+            code, out, err = run_cli(
+                capsys, "predict", "--json", str(path), "--url", server.url, "--wait", "20",
+                "--format", "json",
+            )  # fmt: skip
+            assert code == 0, err
+            assert json.loads(out)["predictions"][0]["order_id"] == ORDERS[0]["order_id"]
+    finally:
+        release.set()
+        provider.stop()

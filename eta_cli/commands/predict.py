@@ -76,6 +76,12 @@ def predict_command(
     chunk_rows: int = typer.Option(
         50_000, "--chunk-rows", min=1, help="Batch: rows per chunk (memory bound)."
     ),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        min=0,
+        help="With --url: wait up to this many seconds for the server to be ready.",
+    ),
 ) -> None:
     from eta_cli import predict
 
@@ -95,6 +101,8 @@ def predict_command(
     predictor: predict.Predictor
     if url:
         predictor = predict.RemotePredictor(url, max_batch=settings.max_batch_orders)
+        if wait:
+            predictor.wait_ready(wait)
     else:
         predictor = predict.LocalPredictor.from_settings(settings, model)
 

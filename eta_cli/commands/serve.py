@@ -52,5 +52,8 @@ def serve_command(
     from eta_cli import serve
 
     settings = settings_from(ctx, serve_host=host, serve_port=port, serve_threads=threads)
-    serve.configure_logging()
-    serve.run(settings, model_uri=model)
+    stop_logging = serve.configure_logging()
+    try:
+        serve.run(settings, model_uri=model)
+    finally:
+        stop_logging()  # writes the last lines (shutdown, log flush) before exiting
