@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 ETA := $(VENV)/bin/eta
 # The demo keeps everything (MLflow, data lake, reports) in ./.eta unless told otherwise.
 DEMO_HOME ?= $(CURDIR)/.eta
+DEMO_PORT ?= 9696
 
 .PHONY: install system-deps test lint format demo lock docs clean
 
@@ -47,6 +48,11 @@ demo: install
 	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 50000 --seed 42 --drift
 	ETA_HOME=$(DEMO_HOME) $(ETA) pipeline || test $$? -eq 3 -o $$? -eq 4
 	@echo "drift reports: $(DEMO_HOME)/reports/"
+	@# The service: start it, answer one order through it, stop it (SIGTERM flushes the log).
+	ETA_HOME=$(DEMO_HOME) $(ETA) serve --port $(DEMO_PORT) 2>$(DEMO_HOME)/serve.log & pid=$$!; \
+	  ETA_HOME=$(DEMO_HOME) $(ETA) predict --json examples/order.json \
+	    --url http://127.0.0.1:$(DEMO_PORT) --wait 120; \
+	  status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
 
 # The CLI reference, generated from each command's --help (tests/test_cli_docs.py checks it).
 docs: install
