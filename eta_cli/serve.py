@@ -38,7 +38,8 @@ logger = logging.getLogger("eta.serve")
 access_logger = logging.getLogger("eta.serve.access")
 
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Same length as monitoring.predictions.request_id: a longer one could not be logged.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Until the first model is loaded, retry at least this often.
 INITIAL_RETRY_S = 5.0
 RELOAD_WAIT_S = 60.0
@@ -519,7 +520,7 @@ def create_app(
     def new_request_id() -> str:
         return f"{prefix}{next(counter):012x}"
 
-    app = Flask("eta_cli.serve")
+    app = Flask("eta_cli.serve", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
     metrics = Metrics()

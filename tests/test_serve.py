@@ -82,8 +82,10 @@ def test_incoming_request_id_is_honoured_and_bad_ones_replaced(client):
     response = post(client, ORDER, headers={"X-Request-ID": "abc-123"})
     assert response.get_json()["request_id"] == "abc-123"
     assert response.headers["X-Request-ID"] == "abc-123"
-    response = post(client, ORDER, headers={"X-Request-ID": "bad id <script>" + "x" * 200})
-    assert response.get_json()["request_id"] != "bad id <script>" + "x" * 200
+    for bad in ("bad id <script>", "x" * 65):
+        response = post(client, ORDER, headers={"X-Request-ID": bad})
+        assert response.get_json()["request_id"] != bad
+        assert len(response.get_json()["request_id"]) == 32
 
 
 def test_batch_prediction_keeps_order_and_ids(client):
@@ -357,11 +359,7 @@ def test_openapi_is_valid_and_matches_what_is_accepted(client):
     single.validate(post(client, ORDER).get_json())
     batch.validate(post(client, {"orders": ORDERS[:3]}).get_json())
     error.validate(post(client, with_(total_items="x")).get_json())
-    assert set(doc["paths"]) == {
-        rule.rule
-        for rule in client.application.url_map.iter_rules()
-        if rule.rule != "/static/<path:filename>"
-    }
+    assert set(doc["paths"]) == {rule.rule for rule in client.application.url_map.iter_rules()}
 
 
 def test_one_structured_log_line_per_request(client, caplog):
