@@ -259,3 +259,27 @@ def test_registry_unreachable_keeps_serving(settings, tmp_path):
     assert ready.status_code == 200
     assert ready.get_json()["registry"].startswith("unreachable: ")
     assert client.post("/predict", json=ORDERS[0]).get_json()["model_version"] == "1"
+
+
+def test_oversized_bodies_over_http_get_a_json_413(settings):
+    """Content-Length and chunked bodies alike: waitress hands them over, Flask refuses."""
+    import http.client
+
+    app = create_app(settings, ModelProvider.fixed(settings, fake_loaded("1")))
+    body = b" " * (settings.max_body_bytes + 1)
+    with ServerThread(app, threads=2) as server:
+        for chunked in (False, True):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            payload = [body[i : i + 65536] for i in range(0, len(body), 65536)] if chunked else body
+            conn.request(
+                "POST",
+                "/predict",
+                body=iter(payload) if chunked else payload,
+                headers={"Content-Type": "application/json"},
+                encode_chunked=chunked,
+            )
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            conn.close()
+            assert response.status == 413, chunked
+            assert answer["details"][0]["field"] == "body"
