@@ -162,7 +162,10 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _US_PER_DAY = 86_400_000_000
-_BYTES_PER_ROW = 128  # CSV block size = ingest_chunk_rows * this (a real row is ~105 bytes)
+_BYTES_PER_ROW = 128  # a real row is ~105 bytes
+# The CSV reader parses ~8 blocks ahead and a block grows ~5x once parsed into string
+# columns, so blocks are capped: 8 MiB (~75k rows) keeps the read-ahead near 350 MB.
+_MAX_BLOCK = 8 << 20
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -668,7 +671,7 @@ def _batches(
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(
-                block_size=max(16 * 1024, chunk * _BYTES_PER_ROW),
+                block_size=max(16 * 1024, min(chunk * _BYTES_PER_ROW, _MAX_BLOCK)),
                 column_names=src.header,
                 skip_rows=1,
             ),
@@ -1015,6 +1018,8 @@ def _parse_number(arr: pa.Array, integral: bool) -> tuple[np.ndarray, np.ndarray
     else:
         values = _fixed_width(floats, np.float64)
     parsed = _present(floats)
+    if pa.types.is_floating(kind):  # NaN in a typed float column means missing
+        present = present & ~np.isnan(values)
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(values)
         if integral:
@@ -1435,16 +1440,17 @@ class _Stage:
             self._quarantine = None
 
     def read_day(self, day: int) -> pa.Table:
+        # Plain reads, not memory maps: mapped pages would count as resident memory.
         tables = []
         for path in self.segments[day]:
-            with pa.memory_map(path) as source:
+            with pa.OSFile(path) as source:
                 tables.append(pa.ipc.open_stream(source).read_all())
-        return pa.concat_tables(tables).combine_chunks()
+        return pa.concat_tables(tables)
 
     def quarantine_batches(self) -> Iterator[pa.RecordBatch]:
         if not os.path.exists(self.quarantine_path):
             return
-        with pa.memory_map(self.quarantine_path) as source:
+        with pa.OSFile(self.quarantine_path) as source:
             yield from pa.ipc.open_stream(source)
 
     def discard(self) -> None:
@@ -1572,13 +1578,14 @@ def _merge_day(lake: _Lake, stage: _Stage, day: int, labels: list[str]) -> _Merg
     cleaned: dict[str, int] = {}
     columns = []
     for name in schema.COLUMN_NAMES:
-        column = kept.column(name).combine_chunks()
+        column = kept.column(name)
         bit = _BLANK_BIT.get(name)
         if bit is not None:
             hit = (blank >> np.uint32(bit)) & np.uint32(1) == 1
             count = int(hit.sum())
             if count:
                 cleaned[BLANK_RULES[bit].reason] = count
+                column = column.combine_chunks()
                 column = pc.if_else(pa.array(hit), pa.scalar(None, column.type), column)
         columns.append(column)
     table = pa.Table.from_arrays(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -847,3 +848,27 @@ def test_synthetic_to_s3_from_the_cli(s3_bucket, capsys):
     payload = json.loads(out)
     frame = ingest.read_orders(payload["output"], settings=load_settings())
     assert len(frame) == payload["rows_written"] > 1100
+
+
+def test_column_order_extra_columns_and_typed_parquet_quirks(tmp_path, orders):
+    """Columns found by name; extra ones ignored; NaN in typed float columns is missing."""
+    reference = lake_settings(tmp_path, "reference")
+    ingest.ingest([str(synthetic.write_csv(orders, tmp_path / "orders.csv"))], reference)
+
+    shuffled = tmp_path / "shuffled.csv"
+    columns = list(reversed(schema.COLUMN_NAMES))
+    orders.assign(note="x")[["note", *columns]].to_csv(shuffled, index_label="Unnamed: 0")
+    reordered = lake_settings(tmp_path, "reordered")
+    ingest.ingest([str(shuffled)], reordered)
+    pd.testing.assert_frame_equal(sorted_orders(reordered), sorted_orders(reference))
+
+    table = pa.Table.from_pandas(orders, preserve_index=False)
+    for column in ("market_id", "total_onshift_dashers", "total_busy_dashers"):
+        values = orders[column].to_numpy(dtype="float64", na_value=np.nan)
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, column, pa.array(values))  # NaN, not null
+    assert table.column("market_id").null_count == 0
+    pq.write_table(table, tmp_path / "floats.parquet")
+    typed = lake_settings(tmp_path, "typed")
+    ingest.ingest([str(tmp_path / "floats.parquet")], typed)
+    pd.testing.assert_frame_equal(sorted_orders(typed), sorted_orders(reference))
