@@ -1075,23 +1075,25 @@ def _to_datetime(text: str | None) -> datetime | None:
 
 
 def _parse_string(arr: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """Trimmed strings (empty -> null), present mask, and a 64-bit key per row for hashing."""
+    """Trimmed strings (blank -> null), present mask, and a 64-bit key per row for hashing.
+
+    Works on the distinct values (a category has a few dozen), not on every row.
+    """
     arr = _plain(arr)
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
-    trimmed = pc.utf8_trim_whitespace(arr)
-    present = _true(pc.not_equal(trimmed, ""))
-    values = (
-        trimmed
-        if present.all()
-        else pc.if_else(pa.array(present), trimmed, pa.scalar(None, pa.string()))
-    )
-    encoded = pc.dictionary_encode(values)
-    keys = np.array([_text_key(s) for s in encoded.dictionary.to_pylist()] or [0], np.uint64)
+    encoded = pc.dictionary_encode(arr)
+    trimmed = [value.strip() or None for value in encoded.dictionary.to_pylist()]
+    dictionary = pa.array(trimmed, pa.string())
+    keys = np.array([_text_key(v) if v else 0 for v in trimmed] or [0], np.uint64)
     indices = encoded.indices
     index = _fixed_width(indices, np.int32)
+    present = _present(indices)
     if indices.null_count:
-        index = np.where(_present(indices), index, 0)
+        index = np.where(present, index, 0)
+    if None in trimmed:
+        present = present & _true(dictionary.is_valid())[index]
+    values = dictionary.take(indices)
     return values, present, keys[index]
 
 
