@@ -129,8 +129,8 @@ def _summary(result: IngestResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"eta ingest · run {result.run_id}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
+    table.add_column("what", style="bold", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
     table.add_row("rows read", f"{result.rows_read:,}")
     table.add_row("rows written", f"{result.rows_written:,}")
     table.add_row("rows quarantined", f"{result.rows_quarantined:,}")
@@ -149,5 +149,6 @@ def _summary(result: IngestResult) -> None:
     mark = "[green]✓[/green]" if result.balanced else "[red]✗[/red]"
     console.print(
         f"{mark} rows read {result.rows_read:,} = written {result.rows_written:,} "
-        f"+ quarantined {result.rows_quarantined:,}"
+        f"+ quarantined {result.rows_quarantined:,}",
+        highlight=False,
     )
