@@ -332,6 +332,11 @@ def resolve_version(settings: Settings, name: str, alias: str) -> str | None:
 
     from eta_cli import tracking
 
+    default = not (settings.tracking_uri or settings.registry_uri)
+    if default and not (settings.home_path / "mlflow.db").exists():
+        return None  # embedded default never used: nothing registered yet
+    # A short probe first: MLflow itself retries a dead database or server for minutes.
+    tracking.probe(settings.effective_registry_uri, "model registry")
     with tracking.fast_http():
         try:
             client = tracking.client_for(settings)

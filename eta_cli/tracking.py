@@ -58,6 +58,21 @@ def fast_http() -> Iterator[None]:
                 os.environ.pop(name, None)
 
 
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """MLflow prints "View run ... at" to stdout when runs end on a server; keep stdout ours."""
+    name = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+    saved = os.environ.get(name)
+    os.environ[name] = "true"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 def _sqlite_path(uri: str) -> Path | None:
     rest = uri[len("sqlite://") :]
     if rest in ("", "/", "/:memory:"):
@@ -119,6 +134,11 @@ def _probe_http(uri: str, role: str) -> None:
         raise TrackingError(
             f"MLflow {role} {shown} answered HTTP {response.status_code} on /health"
         )
+
+
+def probe(uri: str, role: str = "tracking store") -> None:
+    """Check quickly that an MLflow store answers; raise :class:`TrackingError` if not."""
+    _probe(uri, role, None)
 
 
 def _probe(uri: str, role: str, create_home: Path | None) -> None:

@@ -804,11 +804,14 @@ def train(
         tags["eta.git_commit"] = commit
         tags["mlflow.source.git.commit"] = commit
 
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"train-{trained_at.replace(':', '').replace('+0000', 'Z')}",
-        tags=tags,
-    ) as run:
+    with (
+        tracking.quiet_stdout(),
+        mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"train-{trained_at.replace(':', '').replace('+0000', 'Z')}",
+            tags=tags,
+        ) as run,
+    ):
         run_id = run.info.run_id
         fit_seconds = 0.0
         if trials > 0:
