@@ -31,6 +31,12 @@ def orders() -> pd.DataFrame:
     return synthetic.generate_orders(N_ORDERS, seed=SEED)
 
 
+@pytest.fixture(scope="module")
+def few_days() -> pd.DataFrame:
+    """Orders over 4 days: few partitions, so S3 tests (an object per partition) stay quick."""
+    return synthetic.generate_orders(N_ORDERS, seed=SEED, days=4)
+
+
 def lake_settings(tmp_path: Path, name: str = "lake", **overrides: object) -> Settings:
     return load_settings(
         overrides={
@@ -769,7 +775,8 @@ def test_a_second_writer_is_refused_while_one_runs(tmp_path, orders):
 
 
 @pytest.mark.s3
-def test_s3_sources_and_s3_output(tmp_path, orders, s3_bucket):
+def test_s3_sources_and_s3_output(tmp_path, few_days, s3_bucket):
+    orders = few_days
     import boto3
 
     settings = load_settings()
@@ -872,3 +879,42 @@ def test_column_order_extra_columns_and_typed_parquet_quirks(tmp_path, orders):
     typed = lake_settings(tmp_path, "typed")
     ingest.ingest([str(tmp_path / "floats.parquet")], typed)
     pd.testing.assert_frame_equal(sorted_orders(typed), sorted_orders(reference))
+
+
+@pytest.mark.s3
+def test_s3_publish_cut_short_is_rolled_forward(tmp_path, few_days, s3_bucket, monkeypatch):
+    orders = few_days
+    import boto3
+
+    settings = load_settings().replace(data_uri=f"s3://{s3_bucket}/lake", ingest_chunk_rows=500)
+    first = synthetic.write_csv(orders.iloc[:1500], tmp_path / "first.csv")
+    second = synthetic.write_csv(orders.iloc[1500:], tmp_path / "second.csv")
+    ingest.ingest([str(first)], settings)
+    moved = []
+
+    def fail_after_two_moves(stage: str, **info: object) -> None:
+        if stage == "moved":
+            moved.append(info)
+            if len(moved) == 2:
+                raise RuntimeError("connection reset")
+
+    monkeypatch.setattr(ingest, "_checkpoint", fail_after_two_moves)
+    with pytest.raises(ingest.storage.StorageError, match="the next `eta ingest` completes it"):
+        ingest.ingest([str(second)], settings)
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
+    journals = client.list_objects_v2(Bucket=s3_bucket, Prefix="lake/_journal/")["Contents"]
+    assert len(journals) == 1
+
+    monkeypatch.setattr(ingest, "_checkpoint", lambda stage, **info: None)
+    again = ingest.ingest([str(second)], settings)
+    assert again.recovered == [journals[0]["Key"].rsplit("/", 1)[-1].removesuffix(".json")]
+    assert again.rows_written == 0
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert not [k for k in keys if k.startswith(("lake/_staging", "lake/_journal"))]
+
+    reference = lake_settings(tmp_path, "reference")
+    ingest.ingest([str(first)], reference)
+    ingest.ingest([str(second)], reference)
+    pd.testing.assert_frame_equal(
+        sorted_orders(ingest.dataset_uri(settings), settings=settings), sorted_orders(reference)
+    )
