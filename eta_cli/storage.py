@@ -48,15 +48,18 @@ def parse_s3(uri: str) -> S3Uri:
     return S3Uri(bucket, key)
 
 
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client honouring the configured endpoint, region and profile."""
+def s3_client(settings: Settings, config: Any = None) -> Any:
+    """A boto3 S3 client honouring the configured endpoint, region and profile.
+
+    ``config`` is an optional ``botocore.config.Config`` (e.g. short timeouts for probes).
+    """
     import boto3
 
     session = boto3.session.Session(
         profile_name=settings.aws_profile or None,
         region_name=settings.aws_region or None,
     )
-    return session.client("s3", endpoint_url=settings.s3_endpoint_url or None)
+    return session.client("s3", endpoint_url=settings.s3_endpoint_url or None, config=config)
 
 
 def arrow_s3_filesystem(settings: Settings) -> Any:
