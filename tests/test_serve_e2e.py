@@ -283,3 +283,40 @@ def test_oversized_bodies_over_http_get_a_json_413(settings):
             conn.close()
             assert response.status == 413, chunked
             assert answer["details"][0]["field"] == "body"
+
+
+@pytest.mark.slow
+def test_the_model_of_eta_train_and_register_is_served_and_predicted(tmp_path, settings):
+    """The whole chain with the real commands: ingest, train, register, serve, predict."""
+    env = dict(os.environ, ETA_HOME=str(settings.home_path))
+
+    def eta(*args: str) -> str:
+        result = subprocess.run(
+            [ETA, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    eta("ingest", "--synthetic", "4000", "--seed", "3")
+    eta("train", "--max-rounds", "20", "--json")
+    eta("register", "--json")
+    order_file = tmp_path / "orders.json"
+    order_file.write_text(json.dumps(ORDERS[:5]))
+    local = json.loads(eta("predict", "--json", str(order_file), "--format", "json"))
+    assert local["model_name"] == "eta" and local["model_version"] == "1"
+
+    proc, port = _start_serve([], env, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready = _wait_ready(url, timeout=120)
+        assert ready["model"] == {"name": "eta", "version": "1"}
+        info = requests.get(f"{url}/model", timeout=10).json()
+        assert info["run_id"] and info["metrics"]
+        remote = json.loads(
+            eta("predict", "--json", str(order_file), "--url", url, "--format", "json")
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert remote == local
