@@ -79,6 +79,9 @@ def build_app() -> typer.Typer:
     from eta_cli.commands import pipeline as pipeline_cmd
 
     app.command("pipeline", help=pipeline_cmd.HELP)(pipeline_cmd.pipeline_command)
+    from eta_cli.commands import doctor as doctor_cmd
+
+    app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor_command)
     return app
 
 
