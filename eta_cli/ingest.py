@@ -345,6 +345,8 @@ def ingest(
     a whole-source problem raises :class:`IngestError` and leaves the lake untouched.
     """
     started = time.monotonic()
+    if isinstance(sources, str):  # one path, not a sequence of one-letter paths
+        sources = [sources]
     if output:
         settings = settings.replace(data_uri=output)
     if not sources and not synthetic:
