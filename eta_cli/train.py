@@ -126,8 +126,6 @@ def prepare_orders(frame: pd.DataFrame, settings: Settings, source: str = "data"
 
     The ingested dataset is already clean; this is the guard for ``--data`` files.
     """
-    import pandas as pd
-
     if frame is None or len(frame) == 0:
         raise TrainError(f"no orders in {source}: the dataset is empty")
     has_target = schema.TARGET in frame.columns or schema.DELIVERED_AT in frame.columns
@@ -139,6 +137,24 @@ def prepare_orders(frame: pd.DataFrame, settings: Settings, source: str = "data"
             f"{source} lacks column(s) {', '.join(missing)}; expected the cleaned order "
             f"columns: {', '.join(schema.CLEAN_COLUMNS[:-1])}"
         )
+    out = clean_orders(frame, settings, source)
+    if out.empty:
+        raise TrainError(
+            f"no usable orders in {source}: every row lacks created_at/store_id or has "
+            f"{schema.TARGET} outside {settings.min_duration_s}-{settings.max_duration_s} s"
+        )
+    out = out.sort_values([schema.CREATED_AT, schema.ORDER_ID], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def clean_orders(frame: pd.DataFrame, settings: Settings, source: str = "data") -> pd.DataFrame:
+    """Coerce types, derive the target and drop unusable rows, without sorting.
+
+    Works on any slice of the data (an empty one too), so the Dask engine applies
+    it to each partition and both engines train on the same rows.
+    """
+    import pandas as pd
+
     out = frame.copy()
     for name in (schema.CREATED_AT, schema.DELIVERED_AT):
         if name in out.columns and not pd.api.types.is_datetime64_any_dtype(out[name]):
@@ -167,14 +183,7 @@ def prepare_orders(frame: pd.DataFrame, settings: Settings, source: str = "data"
         & out[schema.TARGET].between(settings.min_duration_s, settings.max_duration_s)
         & out["store_id"].notna()
     )
-    out = out.loc[usable]
-    if out.empty:
-        raise TrainError(
-            f"no usable orders in {source}: every row lacks created_at/store_id or has "
-            f"{schema.TARGET} outside {settings.min_duration_s}-{settings.max_duration_s} s"
-        )
-    out = out.sort_values([schema.CREATED_AT, schema.ORDER_ID], kind="stable")
-    return out.reset_index(drop=True)
+    return out.loc[usable]
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -304,6 +313,27 @@ class FitResult:
     params: dict[str, Any]
 
 
+def booster_params(
+    quantiles: Sequence[float], params: Mapping[str, Any] | None = None, seed: int = 0
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """XGBoost parameters of the multi-quantile booster, and their loggable form.
+
+    One definition for every engine (local ``xgb.train`` and ``xgboost.dask``), so
+    both fit the same objective with the same settings.
+    """
+    full = {**XGB_PARAMS, **(params or {})}
+    full.update(
+        {
+            "objective": "reg:quantileerror",
+            "quantile_alpha": np.asarray(quantiles, dtype=np.float64),
+            "seed": seed,
+        }
+    )
+    logged = {k: v for k, v in full.items() if k not in ("quantile_alpha", "nthread")}
+    logged["quantile_alpha"] = ",".join(f"{q:g}" for q in quantiles)
+    return full, logged
+
+
 def fit_quantile_booster(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -325,15 +355,8 @@ def fit_quantile_booster(
 
     from eta_cli.features import FEATURE_NAMES
 
-    full = {**XGB_PARAMS, **(params or {})}
-    full.update(
-        {
-            "objective": "reg:quantileerror",
-            "quantile_alpha": np.asarray(quantiles, dtype=np.float64),
-            "seed": seed,
-            "nthread": nthread or os.cpu_count() or 1,
-        }
-    )
+    full, logged = booster_params(quantiles, params, seed)
+    full["nthread"] = nthread or os.cpu_count() or 1
     start = time.perf_counter()
     names = list(FEATURE_NAMES)
     max_bin = int(full.get("max_bin", 256))
@@ -355,8 +378,6 @@ def fit_quantile_booster(
         booster = booster[: best + 1]
     seconds = time.perf_counter() - start
     curve = history.get("val", {}).get("quantile") or [float("nan")]
-    logged = {k: v for k, v in full.items() if k not in ("quantile_alpha", "nthread")}
-    logged["quantile_alpha"] = ",".join(f"{q:g}" for q in quantiles)
     return FitResult(booster, best + 1, rounds, seconds, float(curve[best]), logged)
 
 
@@ -754,10 +775,7 @@ def train(
     ``data``: a DataFrame or path, else the ingested dataset. ``trials`` > 0 runs an
     Optuna search for the XGBoost parameters (each trial a nested run).
     """
-    import mlflow
-
-    from eta_cli import __version__, evaluation, registry, tracking
-    from eta_cli.model import MODEL_DIR_ARTIFACT, OUTPUT_COLUMNS
+    from eta_cli import tracking
 
     if trials < 0:
         raise TrainError(f"--trials must be >= 0, got {trials}")
@@ -780,6 +798,58 @@ def train(
     tick = time.perf_counter()
     m = build_matrices(split, seed=seed)
     timings["features_s"] = time.perf_counter() - tick
+    return fit_and_log(
+        settings,
+        m,
+        split,
+        client=client,
+        experiment_id=experiment_id,
+        experiment_name=experiment_name,
+        source=source,
+        data_fp=data_fp,
+        rows=split.rows(),
+        boundaries=split.boundaries(),
+        timings=timings,
+        started=started,
+        trials=trials,
+        max_rounds=max_rounds,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def fit_and_log(
+    settings: Settings,
+    m: Matrices,
+    split: Split,
+    *,
+    client: Any,
+    experiment_id: str,
+    experiment_name: str,
+    source: str,
+    data_fp: str,
+    rows: Mapping[str, int],
+    boundaries: Mapping[str, str],
+    timings: dict[str, float],
+    started: float,
+    trials: int = 0,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    seed: int = DEFAULT_SEED,
+    progress: TrialCallback | None = None,
+    fit_booster: Callable[[], FitResult] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+) -> TrainResult:
+    """Baselines, the XGBoost fit, test metrics and everything logged to MLflow.
+
+    Shared by both engines so a run looks the same whoever built the matrices:
+    ``split`` frames feed the plots, the reference sample and the test artifact
+    (the Dask engine passes bounded samples of them), ``rows``/``boundaries`` are
+    the full split's. ``fit_booster`` replaces the local XGBoost fit (Dask engine).
+    """
+    import mlflow
+
+    from eta_cli import __version__, evaluation, registry, tracking
+    from eta_cli.model import MODEL_DIR_ARTIFACT, OUTPUT_COLUMNS
 
     levels = output_levels(settings)
     quantiles = model_quantiles(settings)
@@ -788,8 +858,8 @@ def train(
     timings["baselines_s"] = time.perf_counter() - tick
 
     trained_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    boundaries = split.boundaries()
-    rows = split.rows()
+    rows = dict(rows)
+    boundaries = dict(boundaries)
     tags = {
         registry.TAG_RUN_TYPE: registry.RUN_TYPE_TRAINING,
         "eta.version": __version__,
@@ -798,6 +868,7 @@ def train(
         "eta.trials": str(trials),
         **{f"eta.rows_{k}": str(v) for k, v in rows.items()},
         **{f"eta.{k}": v for k, v in boundaries.items()},
+        **(extra_tags or {}),
     }
     commit = _git_commit()
     if commit:
@@ -814,7 +885,10 @@ def train(
     ):
         run_id = run.info.run_id
         fit_seconds = 0.0
-        if trials > 0:
+        if fit_booster is not None:
+            fit = fit_booster()
+            fit_seconds = fit.seconds
+        elif trials > 0:
 
             def log_trial(number: int, fit: FitResult) -> None:
                 _log_child(
