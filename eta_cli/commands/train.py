@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from eta_cli import dask_engine
 from eta_cli.commands._common import console, err_console, print_json, settings_from
 
 HELP = (
@@ -58,12 +59,40 @@ def train_command(
         show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help=dask_engine.ENGINE_HELP + " dask: reads Parquet (local or s3://), xgboost.dask.",
+    ),
+    scheduler: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--scheduler", help=dask_engine.SCHEDULER_HELP, show_default=False
+    ),
 ) -> None:
     """Train, evaluate on the most recent orders, log the runs and the model to MLflow."""
     from eta_cli import train as training
 
     quiet_mlflow()
     settings = settings_from(ctx, experiment_name=experiment)
+    if dask_engine.check_engine(engine, scheduler) == "dask":
+        from eta_cli import dask_train
+
+        dask_train.check_options(trials, max_rounds)
+        with dask_engine.engine_client(engine, scheduler, err_console) as client:
+            result = dask_train.train(
+                settings,
+                client,
+                data=data,
+                trials=trials,
+                max_rounds=max_rounds,
+                seed=seed,
+                since=since,
+                console=err_console if err_console.is_terminal else None,
+            )
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            _print_result(result)
+        return
     progress_cb = None
     bar = None
     if trials > 0:

@@ -1,0 +1,740 @@
+"""``eta train --engine dask``: the local training, with the data on a Dask cluster.
+
+What runs on the workers, partition by partition (a partition is a Parquet file or
+a slice of its row groups):
+
+1. read + :func:`eta_cli.train.clean_orders` (the local engine's cleaning);
+2. per-minute order counts (and min/max ``created_at``), reduced with a Dask
+   groupby: the time split's boundaries are the minutes where the cumulative count
+   crosses the train / validation / test fractions, so the newest orders are the
+   test set as in the local engine;
+3. per-fold sums and counts of the duration per store / market / category over
+   the training rows (a Dask groupby), from which the driver builds the same
+   :class:`~eta_cli.features.FeatureState` as :func:`~eta_cli.features.fit_feature_state`
+   (same smoothing) for the full training split, and one per fold for out-of-fold
+   encodings (the fold of a row is a hash of its ``order_id``);
+4. features with :func:`eta_cli.features.build_features`, then
+   ``xgboost.dask.train`` on ``DaskQuantileDMatrix`` with the local engine's
+   parameters and early stopping on the validation split.
+
+The driver then fits the baselines and the linear candidate, calibrates the
+interval and computes test metrics on bounded random samples of each split (all
+rows when a split is small), and logs everything through
+:func:`eta_cli.train.fit_and_log`, so the run and the pyfunc model look exactly
+like the local engine's and ``eta register`` / ``eta serve`` do not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eta_cli import features, schema, storage
+from eta_cli.config import Settings
+from eta_cli.dask_engine import Tracker, cluster_size, wait_persisted
+from eta_cli.errors import EtaError
+from eta_cli.train import (
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_SEED,
+    EARLY_STOPPING_ROUNDS,
+    MIN_EVAL_ROWS,
+    MIN_TRAIN_ROWS,
+    FitResult,
+    Matrices,
+    Split,
+    TrainError,
+    TrainResult,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from distributed import Client
+    from rich.console import Console
+
+FOLDS = 5
+# Rows brought to the driver per split for baselines, calibration, metrics and plots.
+EVAL_ROWS = 500_000
+TRAIN_SAMPLE_ROWS = 200_000
+PARTITION_ROWS = 1_000_000  # row groups of one file are grouped up to this many rows
+_NS_PER_MINUTE = 60_000_000_000
+_TRAIN, _VAL, _TEST = 0, 1, 2
+_SPLIT_NAMES = ("train", "val", "test")
+_LABEL = "_y"
+ORDER_COLUMNS: tuple[str, ...] = (schema.ORDER_ID, *schema.INPUT_COLUMNS, schema.TARGET)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Part:
+    """One partition: a Parquet file (or some of its row groups)."""
+
+    index: int
+    uri: str  # for the filesystem (local path or s3://)
+    path: str  # inside the filesystem
+    row_groups: tuple[int, ...] | None
+    rows: int
+
+
+def _parquet_parts(
+    source: str, settings: Settings, since: Any, what: str
+) -> tuple[list[Part], list[str]]:
+    """Partitions of a Parquet file/folder/prefix and the columns its files share."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    from eta_cli.dask_engine import list_files
+
+    files = list_files(source, settings, (".parquet", ".pq", ".parq"), what=what)
+    if since is not None:
+        day = since.strftime("%Y-%m-%d")
+        files = [f for f in files if not _before_day(f.relative, day)]
+        if not files:
+            raise TrainError(f"no orders in {source} on or after {since:%Y-%m-%d %H:%M:%S}")
+    filesystem, _ = storage.filesystem_and_path(source, settings)
+
+    def footer(file: Any) -> Any:
+        try:
+            with filesystem.open_input_file(file.path) as handle:
+                return pq.ParquetFile(handle).metadata
+        except Exception as exc:
+            raise TrainError(f"cannot read {file.uri}: {_first_line(exc)}") from exc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        metas = list(pool.map(footer, files))
+    names = set(metas[0].schema.to_arrow_schema().names)
+    for meta in metas[1:]:
+        names &= set(meta.schema.to_arrow_schema().names)
+    parts: list[Part] = []
+    for file, meta in zip(files, metas, strict=True):
+        groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        if sum(groups) <= PARTITION_ROWS or len(groups) <= 1:
+            parts.append(Part(len(parts), file.uri, file.path, None, sum(groups)))
+            continue
+        chunk: list[int] = []
+        rows = 0
+        for i, n in enumerate(groups):
+            if chunk and rows + n > PARTITION_ROWS:
+                parts.append(Part(len(parts), file.uri, file.path, tuple(chunk), rows))
+                chunk, rows = [], 0
+            chunk.append(i)
+            rows += n
+        parts.append(Part(len(parts), file.uri, file.path, tuple(chunk), rows))
+    return parts, sorted(names)
+
+
+def _before_day(relative: str, day: str) -> bool:
+    """Whether a hive path ``order_date=YYYY-MM-DD/...`` lies before ``day``."""
+    for part in relative.split("/"):
+        if part.startswith(f"{schema.ORDER_DATE}="):
+            return part.split("=", 1)[1] < day
+    return False
+
+
+def _to_pandas(table: Any) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype()}
+    return table.to_pandas(types_mapper=mapping.get, coerce_temporal_nanoseconds=True)
+
+
+def _prepare(table: Any, settings: Settings, label: str, since_ns: int | None) -> pd.DataFrame:
+    """Arrow rows -> the cleaned order frame both engines train on (fixed columns)."""
+    frame = _to_pandas(table)
+    from eta_cli.train import clean_orders
+
+    out = clean_orders(frame, settings, label)
+    if since_ns is not None:
+        created = out[schema.CREATED_AT].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        out = out.loc[created >= since_ns]
+    return out[list(ORDER_COLUMNS)].reset_index(drop=True)
+
+
+def _load_part(part: Part, settings: Settings, wanted: list[str], since_ns: int | None) -> Any:
+    """Read and clean one partition on a worker (its own S3 credentials)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    filesystem, _ = storage.filesystem_and_path(part.uri, settings)
+    try:
+        with filesystem.open_input_file(part.path) as handle:
+            parquet = pq.ParquetFile(handle)
+            if part.row_groups is None:
+                table = parquet.read(columns=wanted)
+            else:
+                table = parquet.read_row_groups(list(part.row_groups), columns=wanted)
+    except (OSError, pa.ArrowException) as exc:
+        raise TrainError(f"cannot read {part.uri}: {_first_line(exc)}") from exc
+    if schema.ORDER_ID not in table.column_names:  # --data without ids: stable, unique ones
+        ids = pa.array([f"p{part.index}-{i}" for i in range(table.num_rows)], pa.string())
+        table = table.append_column(schema.ORDER_ID, ids)
+    return _prepare(table, settings, part.uri, since_ns)
+
+
+def read_orders(
+    settings: Settings, data: str | None = None, since: str | None = None
+) -> tuple[Any, str]:
+    """The cleaned orders as a Dask DataFrame (one partition per file or row-group slice)."""
+    import dask.dataframe as dd
+    import pyarrow as pa
+
+    from eta_cli import ingest
+
+    if data is not None:
+        source = str(data)
+        if source.lower().endswith((".csv", ".csv.gz", ".txt")):
+            raise TrainError(
+                f"--data {data}: --engine dask reads Parquet (a file, folder or s3:// prefix); "
+                "ingest CSV files with `eta ingest` first"
+            )
+        what = "--data"
+        since = None  # as the local engine: --since filters the ingested dataset only
+    else:
+        source = ingest.dataset_uri(settings)
+        what = "orders"
+    since_ts = ingest._parse_since(since) if since is not None else None
+    try:
+        parts, names = _parquet_parts(source, settings, since_ts, what)
+    except EtaError as exc:
+        if data is None and "no such file" in str(exc):
+            raise TrainError(
+                f"no orders at {source}: run `eta ingest` first or pass --data PATH"
+            ) from exc
+        raise
+    has_target = schema.TARGET in names or schema.DELIVERED_AT in names
+    missing = [c for c in schema.INPUT_COLUMNS if c not in names]
+    if not has_target:
+        missing.append(f"{schema.TARGET} (or {schema.DELIVERED_AT})")
+    if missing:
+        raise TrainError(
+            f"{source} lacks column(s) {', '.join(missing)}; expected the cleaned order "
+            f"columns: {', '.join(schema.CLEAN_COLUMNS[:-1])}"
+        )
+    needed = (*ORDER_COLUMNS, *(() if schema.TARGET in names else (schema.DELIVERED_AT,)))
+    wanted = [c for c in needed if c in names]
+    since_ns = None
+    if since_ts is not None:
+        since_ns = int(np.datetime64(since_ts, "ns").astype(np.int64))
+    empty = schema.arrow_schema()
+    fields = [empty.field(c) if c in empty.names else pa.field(c, pa.float64()) for c in wanted]
+    meta = _prepare(pa.schema(fields).empty_table(), settings, source, None)
+    frame = dd.from_map(
+        _load_part,
+        parts,
+        args=(settings, wanted, since_ns),
+        meta=meta,
+        label="read-orders",
+        enforce_metadata=False,
+    )
+    return frame, source
+
+
+# ------------------------------------------------------------------- split + fingerprint
+
+
+def _minute_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Orders per minute of ``created_at``, first/last timestamp and two halves of the
+    sum of row hashes (an order-independent fingerprint, without uint64 overflow)."""
+    import pandas as pd
+
+    created = frame[schema.CREATED_AT].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    columns = [c for c in schema.CLEAN_COLUMNS if c in frame.columns and c != schema.ORDER_DATE]
+    hashes = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    summary = pd.DataFrame(
+        {
+            "minute": created // _NS_PER_MINUTE,
+            "count": np.ones(len(frame), np.int64),
+            "lo": (hashes & np.uint64(0xFFFFFFFF)).astype(np.int64),
+            "hi": (hashes >> np.uint64(32)).astype(np.int64),
+            "first": created,
+            "last": created,
+        }
+    )
+    return (
+        summary.groupby("minute", sort=False)
+        .agg({"count": "sum", "lo": "sum", "hi": "sum", "first": "min", "last": "max"})
+        .reset_index()
+    )
+
+
+_SUMMARY_META = {
+    "minute": "int64",
+    "count": "int64",
+    "lo": "int64",
+    "hi": "int64",
+    "first": "int64",
+    "last": "int64",
+}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Minute boundaries (ns since the epoch) and what each split holds."""
+
+    val_start_ns: int
+    test_start_ns: int
+    rows: dict[str, int]
+    boundaries: dict[str, str]
+    fingerprint: str
+
+
+def time_split_from_minutes(
+    minutes: pd.DataFrame, validation_fraction: float, test_fraction: float
+) -> TimeSplit:
+    """Train / validation / test by time: the newest ``test_fraction`` of orders is the
+    test set, the ``validation_fraction`` before it validation, at minute granularity."""
+    import pandas as pd
+
+    table = minutes.sort_values("minute").reset_index(drop=True)
+    counts = table["count"].to_numpy(dtype=np.int64)
+    n = int(counts.sum())
+    cumulative = np.cumsum(counts)
+    # The first minute whose orders (cumulatively, from the newest) reach the fraction.
+    n_test_target = round(n * test_fraction)
+    n_val_target = round(n * validation_fraction)
+    test_from = int(np.searchsorted(cumulative, n - n_test_target, side="right"))
+    val_from = int(np.searchsorted(cumulative, n - n_test_target - n_val_target, side="right"))
+    val_from = min(val_from, test_from)
+    n_train = int(cumulative[val_from - 1]) if val_from > 0 else 0
+    n_before_test = int(cumulative[test_from - 1]) if test_from > 0 else 0
+    rows = {"train": n_train, "val": n_before_test - n_train, "test": n - n_before_test}
+    if (
+        rows["train"] < MIN_TRAIN_ROWS
+        or rows["val"] < MIN_EVAL_ROWS
+        or rows["test"] < MIN_EVAL_ROWS
+    ):
+        raise TrainError(
+            f"too few orders for a time split: {n} usable orders give train/validation/test "
+            f"= {rows['train']}/{rows['val']}/{rows['test']}; need at least {MIN_TRAIN_ROWS} "
+            f"for training and {MIN_EVAL_ROWS} each for validation and test"
+        )
+    minute = table["minute"].to_numpy(dtype=np.int64)
+    first = table["first"].to_numpy(dtype=np.int64)
+    last = table["last"].to_numpy(dtype=np.int64)
+
+    def stamp(ns: int) -> str:
+        return str(pd.Timestamp(int(ns)))
+
+    ranges = {"train": (0, val_from), "val": (val_from, test_from), "test": (test_from, len(table))}
+    boundaries = {}
+    for name, (lo, hi) in ranges.items():
+        boundaries[f"{name}_start"] = stamp(first[lo:hi].min())
+        boundaries[f"{name}_end"] = stamp(last[lo:hi].max())
+    lo_sum = int(table["lo"].astype(object).sum())
+    hi_sum = int(table["hi"].astype(object).sum())
+    digest = hashlib.sha256(f"{n}:{lo_sum}:{hi_sum}".encode()).hexdigest()[:16]
+    return TimeSplit(
+        val_start_ns=int(minute[val_from]) * _NS_PER_MINUTE,
+        test_start_ns=int(minute[test_from]) * _NS_PER_MINUTE,
+        rows=rows,
+        boundaries=boundaries,
+        fingerprint=digest,
+    )
+
+
+def _split_codes(frame: pd.DataFrame, split: TimeSplit) -> np.ndarray:
+    created = frame[schema.CREATED_AT].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    codes = np.full(len(frame), _TRAIN, np.int8)
+    codes[created >= split.val_start_ns] = _VAL
+    codes[created >= split.test_start_ns] = _TEST
+    return codes
+
+
+# ------------------------------------------------------------------------- statistics
+
+
+def fold_of(order_ids: Any, seed: int, folds: int = FOLDS) -> np.ndarray:
+    """The out-of-fold group of each order: a hash of its id, so it does not depend on
+    how the data is partitioned."""
+    return (_hash_ids(order_ids, f"fold{seed}") % np.uint64(folds)).astype(np.int64)
+
+
+def _hash_ids(order_ids: Any, salt: str) -> np.ndarray:
+    import pandas as pd
+
+    key = hashlib.blake2b(salt.encode(), digest_size=8).hexdigest()  # 16 characters
+    values = pd.Series(order_ids).astype("string").fillna("").to_numpy(dtype=object)
+    return pd.util.hash_array(values, hash_key=key)
+
+
+def _sampled(order_ids: Any, fraction: float, seed: int, salt: str) -> np.ndarray:
+    """A deterministic random subset (independent of partitioning) of about ``fraction``."""
+    if fraction >= 1.0:
+        return np.ones(len(order_ids), bool)
+    scale = np.uint64(1_000_000)
+    return (_hash_ids(order_ids, f"{salt}{seed}") % scale) < int(fraction * 1_000_000)
+
+
+def _group_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """store / market (-1 = missing) / category ("" = missing), as fit_feature_state sees them."""
+    import pandas as pd
+
+    market = features._float(frame["market_id"])
+    category = features._strings(frame["store_primary_category"])
+    return pd.DataFrame(
+        {
+            "store": features._float(frame["store_id"]).astype(np.int64),
+            "market": np.where(np.isnan(market), -1, market).astype(np.int64),
+            "category": [c or "" for c in category],
+        }
+    )
+
+
+def _fold_sums(frame: pd.DataFrame, split: TimeSplit, seed: int) -> pd.DataFrame:
+    """Per (fold, store, market, category): sum and count of the duration, training rows."""
+    train = frame.loc[_split_codes(frame, split) == _TRAIN]
+    keys = _group_keys(train)
+    keys["fold"] = fold_of(train[schema.ORDER_ID], seed)
+    keys["sum"] = train[schema.TARGET].to_numpy(dtype=np.float64)
+    keys["count"] = np.ones(len(train), np.int64)
+    grouped = keys.groupby(["fold", "store", "market", "category"], sort=False)
+    return grouped[["sum", "count"]].sum().reset_index()
+
+
+def feature_state_from_sums(groups: pd.DataFrame) -> features.FeatureState:
+    """The :class:`FeatureState` :func:`features.fit_feature_state` would learn from the
+    rows behind ``groups`` (columns store, market, category, sum, count; -1 / "" missing).
+
+    Same statistics and smoothing, computed from sums and counts instead of rows.
+    """
+    smoothing = features.SMOOTHING
+    n = int(groups["count"].sum())
+    global_mean = float(groups["sum"].sum() / n) if n else 0.0
+
+    known_market = groups[groups["market"] >= 0]
+    markets = known_market.groupby("market")[["sum", "count"]].sum().sort_index()
+    market_values = (markets["sum"] + smoothing * global_mean) / (markets["count"] + smoothing)
+    market_means = {int(k): float(v) for k, v in market_values.items()}
+
+    prior = groups["market"].map(market_means).fillna(global_mean).to_numpy(dtype=np.float64)
+    per_store = groups.assign(prior=prior * groups["count"].to_numpy(dtype=np.float64))
+    stores = per_store.groupby("store")[["sum", "count", "prior"]].sum().sort_index()
+    counts = stores["count"].to_numpy(dtype=np.float64)
+    store_means = (stores["sum"].to_numpy() + smoothing * stores["prior"].to_numpy() / counts) / (
+        counts + smoothing
+    )
+
+    known_cat = groups[groups["category"] != ""]
+    cats = known_cat.groupby("category")[["sum", "count"]].sum()
+    names = sorted(str(c) for c in cats.index)
+    cats = cats.loc[names]
+    cat_values = (cats["sum"] + smoothing * global_mean) / (cats["count"] + smoothing)
+    return features.FeatureState(
+        global_mean=global_mean,
+        store_ids=stores.index.to_numpy(dtype=np.int64),
+        store_means=np.asarray(store_means, dtype=np.float64),
+        store_counts=counts,
+        market_means=market_means,
+        category_codes={name: i for i, name in enumerate(names)},
+        category_means={str(k): float(v) for k, v in cat_values.items()},
+    )
+
+
+@dataclass
+class States:
+    """The full-training-split state and one out-of-fold state per fold."""
+
+    full: features.FeatureState
+    folds: list[features.FeatureState]
+
+
+def states_from_fold_sums(sums: pd.DataFrame, folds: int = FOLDS) -> States:
+    keys = ["store", "market", "category"]
+    total = sums.groupby(keys)[["sum", "count"]].sum().reset_index()
+    per_fold = []
+    for k in range(folds):
+        rest = sums[sums["fold"] != k].groupby(keys)[["sum", "count"]].sum().reset_index()
+        per_fold.append(feature_state_from_sums(rest))
+    return States(feature_state_from_sums(total), per_fold)
+
+
+# --------------------------------------------------------------------------- features
+
+
+def split_features(
+    frame: pd.DataFrame, which: int, split: TimeSplit, states: States, seed: int
+) -> pd.DataFrame:
+    """Features (float32, :data:`features.FEATURE_NAMES`) and label of one split's rows.
+
+    Training rows get their fold's out-of-fold state, the others the full state: the
+    local engine's :func:`eta_cli.train.build_matrices`, row by row.
+    """
+    rows = frame.loc[_split_codes(frame, split) == which]
+    return _features_of(rows, which, states, seed)
+
+
+def _features_of(rows: pd.DataFrame, which: int, states: States, seed: int) -> pd.DataFrame:
+    import pandas as pd
+
+    if which == _TRAIN:
+        matrix = np.empty((len(rows), len(features.FEATURE_NAMES)), np.float32)
+        fold = fold_of(rows[schema.ORDER_ID], seed)
+        for k, state in enumerate(states.folds):
+            mask = fold == k
+            if mask.any():
+                subset = rows.loc[mask]
+                matrix[mask] = features.build_features(features.columns_from_frame(subset), state)
+    else:
+        matrix = features.build_features(features.columns_from_frame(rows), states.full)
+    out = pd.DataFrame(matrix, columns=list(features.FEATURE_NAMES))
+    out[_LABEL] = rows[schema.TARGET].to_numpy(dtype=np.float64)
+    return out
+
+
+def _features_meta() -> pd.DataFrame:
+    import pandas as pd
+
+    out = pd.DataFrame({name: pd.Series([], dtype="float32") for name in features.FEATURE_NAMES})
+    out[_LABEL] = pd.Series([], dtype="float64")
+    return out
+
+
+def _sample_rows(
+    frame: pd.DataFrame, split: TimeSplit, fractions: Sequence[float], seed: int
+) -> pd.DataFrame:
+    """The evaluation samples of every split in one pass, tagged with ``_split``."""
+    codes = _split_codes(frame, split)
+    keep = np.zeros(len(frame), bool)
+    for which, fraction in enumerate(fractions):
+        mask = codes == which
+        if mask.any():
+            keep[mask] = _sampled(frame.loc[mask, schema.ORDER_ID], fraction, seed, "sample")
+    out = frame.loc[keep].copy()
+    out["_split"] = codes[keep]
+    return out
+
+
+# ------------------------------------------------------------------------------ train
+
+
+def _fit_dask(
+    client: Client,
+    persisted: dict[str, Any],
+    quantiles: Sequence[float],
+    max_rounds: int,
+    seed: int,
+) -> FitResult:
+    """``xgboost.dask.train`` with the local engine's parameters, cut at the best round.
+
+    ``persisted`` holds the training and validation feature frames; they are dropped
+    from the cluster as soon as the booster exists.
+    """
+    from xgboost import dask as dxgb
+
+    from eta_cli.train import booster_params
+
+    names = list(features.FEATURE_NAMES)
+    full, logged = booster_params(quantiles, None, seed)
+    start = time.perf_counter()
+    train_frame, val_frame = persisted["train"], persisted["val"]
+    dtrain = dxgb.DaskQuantileDMatrix(
+        client, train_frame[names], train_frame[_LABEL], feature_names=names, max_bin=256
+    )
+    dval = dxgb.DaskQuantileDMatrix(
+        client, val_frame[names], val_frame[_LABEL], ref=dtrain, feature_names=names, max_bin=256
+    )
+    output = dxgb.train(
+        client,
+        full,
+        dtrain,
+        num_boost_round=max(1, int(max_rounds)),
+        evals=[(dval, "val")],
+        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+        verbose_eval=False,
+    )
+    del dtrain, dval, train_frame, val_frame
+    persisted.clear()
+    booster = output["booster"]
+    history = output.get("history", {})
+    rounds = booster.num_boosted_rounds()
+    best = int(getattr(booster, "best_iteration", rounds - 1) or 0)
+    if best + 1 < rounds:
+        booster = booster[: best + 1]
+    curve = history.get("val", {}).get("quantile") or [float("nan")]
+    return FitResult(
+        booster, best + 1, rounds, time.perf_counter() - start, float(curve[best]), logged
+    )
+
+
+def check_options(trials: int, max_rounds: int) -> None:
+    """Refuse what the Dask engine cannot do before a cluster is started for it."""
+    if trials:
+        raise TrainError(
+            "--trials needs --engine local: the Dask engine trains the default XGBoost "
+            "parameters (tune on a sample locally, then train at scale)"
+        )
+    if max_rounds < 1:
+        raise TrainError(f"--max-rounds must be >= 1, got {max_rounds}")
+
+
+def train(
+    settings: Settings,
+    client: Client,
+    data: str | None = None,
+    trials: int = 0,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    seed: int = DEFAULT_SEED,
+    experiment: str | None = None,
+    since: str | None = None,
+    console: Console | None = None,
+) -> TrainResult:
+    """Train on the cluster behind ``client``; log to MLflow like :func:`eta_cli.train.train`."""
+    from eta_cli import tracking
+    from eta_cli.train import fit_and_log, model_quantiles
+
+    check_options(trials, max_rounds)
+    tracker = Tracker(console)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    experiment_name = experiment or settings.experiment_name
+
+    # Bad input fails before anything is written to MLflow ...
+    tick = time.perf_counter()
+    orders, source = read_orders(settings, data, since)
+    summary = orders.map_partitions(_minute_summary, meta=_SUMMARY_META)
+    summary = client.persist(summary)
+    wait_persisted(tracker, summary, "reading orders")
+    minutes = client.compute(
+        summary.groupby("minute").agg(
+            {"count": "sum", "lo": "sum", "hi": "sum", "first": "min", "last": "max"}
+        )
+    ).result()
+    del summary
+    if minutes.empty:
+        raise TrainError(
+            f"no usable orders in {source}: every row lacks created_at/store_id or has "
+            f"{schema.TARGET} outside {settings.min_duration_s}-{settings.max_duration_s} s"
+        )
+    split = time_split_from_minutes(
+        minutes.reset_index(), settings.validation_fraction, settings.test_fraction
+    )
+    timings["load_s"] = time.perf_counter() - tick
+    # ... and a dead tracking server before minutes of training.
+    mlflow_client = tracking.configure(settings, experiment_name)
+    experiment_id = tracking.experiment_id(mlflow_client, settings, experiment_name)
+
+    tick = time.perf_counter()
+    partial = client.persist(
+        orders.map_partitions(
+            _fold_sums,
+            split,
+            seed,
+            meta={
+                "fold": "int64",
+                "store": "int64",
+                "market": "int64",
+                "category": "object",
+                "sum": "float64",
+                "count": "int64",
+            },
+        )
+    )
+    wait_persisted(tracker, partial, "store statistics")
+    sums = client.compute(
+        partial.groupby(["fold", "store", "market", "category"])[["sum", "count"]].sum()
+    ).result()
+    del partial
+    states = states_from_fold_sums(sums.reset_index())
+    del sums
+
+    import dask
+
+    shared = dask.delayed(states, pure=True)
+    train_frame = client.persist(
+        orders.map_partitions(split_features, _TRAIN, split, shared, seed, meta=_features_meta())
+    )
+    val_frame = client.persist(
+        orders.map_partitions(split_features, _VAL, split, shared, seed, meta=_features_meta())
+    )
+    wait_persisted(tracker, train_frame, "training features")
+    wait_persisted(tracker, val_frame, "validation features")
+
+    fractions = [
+        min(1.0, TRAIN_SAMPLE_ROWS / max(split.rows["train"], 1)),
+        min(1.0, EVAL_ROWS / max(split.rows["val"], 1)),
+        min(1.0, EVAL_ROWS / max(split.rows["test"], 1)),
+    ]
+    import pandas as pd
+
+    sample_meta = orders._meta.assign(_split=pd.Series([], dtype="int8"))
+    sample_parts = client.compute(
+        orders.map_partitions(_sample_rows, split, fractions, seed, meta=sample_meta).to_delayed()
+    )
+
+    pieces = tracker.wait(sample_parts, "evaluation samples")
+    samples = pd.concat(pieces, ignore_index=True)
+    del pieces
+    samples = samples.sort_values([schema.CREATED_AT, schema.ORDER_ID], kind="stable")
+    frames = [
+        samples.loc[samples["_split"] == which].drop(columns="_split").reset_index(drop=True)
+        for which in (_TRAIN, _VAL, _TEST)
+    ]
+    del samples
+    built = [_features_of(frame, which, states, seed) for which, frame in enumerate(frames)]
+    names = list(features.FEATURE_NAMES)
+    from eta_cli.train import _upstream_sum
+
+    m = Matrices(
+        x_train=built[0][names].to_numpy(),
+        y_train=built[0][_LABEL].to_numpy(),
+        x_val=built[1][names].to_numpy(),
+        y_val=built[1][_LABEL].to_numpy(),
+        x_test=built[2][names].to_numpy(),
+        y_test=built[2][_LABEL].to_numpy(),
+        state=states.full,
+        upstream_train=_upstream_sum(frames[0]),
+        upstream_test=_upstream_sum(frames[2]),
+    )
+    evaluation = Split(train=frames[0], val=frames[1], test=frames[2])
+    timings["features_s"] = time.perf_counter() - tick
+
+    quantiles = model_quantiles(settings)
+    persisted = {"train": train_frame, "val": val_frame}
+    del train_frame, val_frame
+
+    def fit() -> FitResult:
+        with tracker.step(f"xgboost.dask: up to {max_rounds} rounds"):
+            return _fit_dask(client, persisted, quantiles, max_rounds, seed)
+
+    workers, _, _ = cluster_size(client)
+    extra = {
+        "eta.engine": "dask",
+        "eta.dask_workers": str(workers),
+        "eta.partitions": str(orders.npartitions),
+        **{f"eta.eval_rows_{n}": str(len(f)) for n, f in zip(_SPLIT_NAMES, frames, strict=True)},
+    }
+    try:
+        return fit_and_log(
+            settings,
+            m,
+            evaluation,
+            client=mlflow_client,
+            experiment_id=experiment_id,
+            experiment_name=experiment_name,
+            source=source,
+            data_fp=split.fingerprint,
+            rows=split.rows,
+            boundaries=split.boundaries,
+            timings=timings,
+            started=started,
+            trials=0,
+            max_rounds=max_rounds,
+            seed=seed,
+            fit_booster=fit,
+            extra_tags=extra,
+        )
+    finally:
+        persisted.clear()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
