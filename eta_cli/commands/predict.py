@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import typer
 
+from eta_cli import dask_engine
 from eta_cli.commands._common import console, err_console, is_terminal, print_json, settings_from
 from eta_cli.errors import EtaError
 
@@ -67,6 +68,15 @@ def predict_command(
         "local folder. Default: models:/<model_name>@champion.",
         show_default=False,
     ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help=dask_engine.ENGINE_HELP + " dask: batch only; --input a folder or s3:// prefix, "
+        "one Parquet file per input file under --output, same layout.",
+    ),
+    scheduler: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--scheduler", help=dask_engine.SCHEDULER_HELP, show_default=False
+    ),
     output_format: str = typer.Option(
         "auto",
         "--format",
@@ -94,6 +104,19 @@ def predict_command(
     if output_format not in ("auto", "table", "json"):
         raise EtaError(f"--format {output_format!r}: use table, json or auto")
     settings = settings_from(ctx)
+    if dask_engine.check_engine(engine, scheduler) == "dask":
+        _run_dask_batch(
+            settings,
+            engine,
+            scheduler,
+            input_uri,
+            output_uri,
+            model,
+            url,
+            chunk_rows,
+            output_format,
+        )
+        return
 
     orders: list[Any] = []
     if json_path is not None:
@@ -138,6 +161,46 @@ def predict_command(
             + ", ".join(summary.missing_optional_columns)
             + ": treated as missing values"
         )
+    for example in summary.reject_examples:
+        console.print(f"[yellow]rejected[/] {example}")
+
+
+def _run_dask_batch(
+    settings: Any,
+    engine: str,
+    scheduler: str | None,
+    input_uri: str | None,
+    output_uri: str | None,
+    model: str | None,
+    url: str | None,
+    chunk_rows: int,
+    output_format: str,
+) -> None:
+    from eta_cli import dask_predict
+
+    if input_uri is None or output_uri is None or url:
+        raise EtaError(
+            "--engine dask scores files: give --input DIR|s3://... --output DIR|s3://..."
+        )
+    job = dask_predict.plan(settings, input_uri, output_uri, model)  # before any cluster
+    with dask_engine.engine_client(engine, scheduler, err_console) as client:
+        summary = dask_predict.predict_dataset(
+            settings,
+            client,
+            input_uri,
+            output_uri,
+            chunk_rows=chunk_rows,
+            console=err_console if err_console.is_terminal else None,
+            job=job,
+        )
+    if output_format == "json" or (output_format == "auto" and not is_terminal()):
+        print_json(summary.to_dict())
+        return
+    console.print(
+        f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} rows, "
+        f"{summary.predicted} predicted, {summary.rejected} rejected (model "
+        f"{summary.model_name or 'local'} v{summary.model_version or '-'}, {summary.seconds:.1f} s)"
+    )
     for example in summary.reject_examples:
         console.print(f"[yellow]rejected[/] {example}")
 
