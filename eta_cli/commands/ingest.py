@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from eta_cli import dask_engine
 from eta_cli.commands._common import console, err_console, print_json, settings_from
 
 if TYPE_CHECKING:
@@ -46,6 +47,12 @@ def ingest_command(
         show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    engine: str = typer.Option(
+        "local", "--engine", help=dask_engine.ENGINE_HELP + " dask: one task per file."
+    ),
+    scheduler: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--scheduler", help=dask_engine.SCHEDULER_HELP, show_default=False
+    ),
 ) -> None:
     """Validate, clean and publish orders."""
     if not sources and not synthetic:
@@ -59,15 +66,31 @@ def ingest_command(
 
     settings = settings_from(ctx, data_uri=output)
     show_progress = not as_json and err_console.is_terminal
-    with _ProgressBar(show_progress) as report:
-        result = library.ingest(
-            sources or [],
-            settings,
-            synthetic=synthetic,
-            seed=seed,
-            drift=drift,
-            progress=report,
-        )
+    with (
+        dask_engine.engine_client(engine, scheduler, err_console) as client,
+        _ProgressBar(show_progress) as report,
+    ):
+        if client is not None:
+            from eta_cli import dask_ingest
+
+            result = dask_ingest.ingest_files(
+                sources or [],
+                settings,
+                client,
+                synthetic=synthetic,
+                seed=seed,
+                drift=drift,
+                progress=report,
+            )
+        else:
+            result = library.ingest(
+                sources or [],
+                settings,
+                synthetic=synthetic,
+                seed=seed,
+                drift=drift,
+                progress=report,
+            )
     if as_json:
         print_json(result.to_dict())
     else:
