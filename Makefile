@@ -41,7 +41,11 @@ format: install
 
 demo: install
 	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 200000 --seed 42
-	@# First pipeline run: no champion yet, so it trains and registers the first model.
+	@# Train the candidates (tracked in MLflow) and register the first champion.
+	ETA_HOME=$(DEMO_HOME) $(ETA) train
+	ETA_HOME=$(DEMO_HOME) $(ETA) register
+	ETA_HOME=$(DEMO_HOME) $(ETA) register --list
+	@# First pipeline run: remembers the known orders; same population, so no retraining.
 	ETA_HOME=$(DEMO_HOME) $(ETA) pipeline
 	@# A drifted batch (new market, bigger baskets, fewer dashers) arrives: the next run
 	@# detects the drift, retrains and lets the gate decide (exit 3 promoted, 4 kept).

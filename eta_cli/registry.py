@@ -297,7 +297,11 @@ def load_model(settings: Settings, model_uri: str | None = None) -> LoadedModel:
 
     client = tracking.configure(settings)
     resolved = _resolve(client, settings, uri)
-    with tracking.fast_http(), tempfile.TemporaryDirectory(prefix="eta-model-") as tmp:
+    with (
+        tracking.fast_http(),
+        tracking.quiet_stdout(),
+        tempfile.TemporaryDirectory(prefix="eta-model-") as tmp,
+    ):
         try:
             directory = _model_dir_from_root(resolved.root or uri, tmp)
         except EtaError:
@@ -360,7 +364,11 @@ def _run_artifact_frame(client: MlflowClient, run_id: str, path: str, what: str)
 
     from eta_cli import tracking
 
-    with tracking.fast_http(), tempfile.TemporaryDirectory(prefix="eta-artifact-") as tmp:
+    with (
+        tracking.fast_http(),
+        tracking.quiet_stdout(),
+        tempfile.TemporaryDirectory(prefix="eta-artifact-") as tmp,
+    ):
         try:
             local = client.download_artifacts(run_id, path, tmp)
         except Exception as exc:
@@ -542,7 +550,8 @@ def register(settings: Settings, run_id: str | None = None, force: bool = False)
         client, settings, run_id, candidate_loaded.model, champion, force
     )
 
-    mv = _create_version(client, name, run)
+    with tracking.quiet_stdout():
+        mv = _create_version(client, name, run)
     version = str(mv.version)
     _set_version_tags(
         client,

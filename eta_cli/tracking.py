@@ -58,19 +58,40 @@ def fast_http() -> Iterator[None]:
                 os.environ.pop(name, None)
 
 
+QUIET_ENV = {
+    # "View run ... at" lines on stdout when a run ends on a tracking server.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    # tqdm bars on stderr for every artifact download.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """MLflow prints "View run ... at" to stdout when runs end on a server; keep stdout ours."""
-    name = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
-    saved = os.environ.get(name)
-    os.environ[name] = "true"
+    """Within the block MLflow prints nothing of its own: stdout stays ours (``--json``).
+
+    Silences the run-URL lines, artifact progress bars and MLflow's INFO/WARNING log
+    chatter (errors still show); restores everything afterwards. ``ETA_DEBUG=1`` keeps it.
+    """
+    import logging
+
+    if os.environ.get("ETA_DEBUG"):
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in QUIET_ENV}
+    os.environ.update(QUIET_ENV)
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
+        logger.setLevel(level)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _sqlite_path(uri: str) -> Path | None:

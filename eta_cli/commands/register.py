@@ -32,6 +32,12 @@ def register_command(
         show_default=False,
     ),
     list_: bool = typer.Option(False, "--list", help="Show versions, aliases and key metrics."),
+    experiment: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--experiment",
+        help="MLflow experiment to pick the best run from. Default: $ETA_EXPERIMENT_NAME or eta.",
+        show_default=False,
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Register a model version and move the aliases."""
@@ -41,7 +47,7 @@ def register_command(
     quiet_mlflow()
     if sum([bool(promote), list_, bool(run_id or force)]) > 1:
         raise EtaError("use only one of --promote VERSION, --list, or --run-id/--force")
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, experiment_name=experiment)
     if list_:
         rows = registry.list_versions(settings)
         if as_json:
