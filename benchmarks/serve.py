@@ -12,7 +12,9 @@
 3. Drives both with the same load generator (one keep-alive ``http.client``
    connection per thread, bounded request counts): single-order requests
    sequentially and at concurrency 8, then 1,000-order batches sequentially.
-4. Prints requests/s, p50 and p99 latency per server and scenario, and the ratios.
+4. Prints requests/s, p50 and p99 latency per server and scenario, the server's CPU
+   time per request (its process tree, from /proc: less sensitive than latency to
+   other work on a shared machine), and the ratios.
 
 Targets (issue 4): concurrency 8 at >= 5x the requests/s of mlflow models serve,
 single-order p50 < 2 ms, 1,000-order batch < 30 ms. The client runs on the same
@@ -117,8 +119,8 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, timeout: float = 180
 class Target:
     """How to ask one server for predictions."""
 
-    def __init__(self, name: str, port: int, path: str, wrap: Any) -> None:
-        self.name, self.port, self.path, self.wrap = name, port, path, wrap
+    def __init__(self, name: str, port: int, path: str, wrap: Any, pid: int = 0) -> None:
+        self.name, self.port, self.path, self.wrap, self.pid = name, port, path, wrap, pid
 
     def bodies(self, orders: list[dict[str, Any]], size: int) -> list[bytes]:
         if size == 1:
@@ -146,6 +148,30 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
     return data
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (Linux /proc), all threads."""
+    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        todo += _children(current)
+    return total
+
+
 def drive(target: Target, bodies: list[bytes], n: int, concurrency: int) -> dict[str, float]:
     """Send ``n`` requests (cycling through ``bodies``) from ``concurrency`` threads."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
@@ -169,11 +195,13 @@ def drive(target: Target, bodies: list[bytes], n: int, concurrency: int) -> dict
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(concurrency)]
     for thread in threads:
         thread.start()
+    cpu_before = server_cpu_seconds(target.pid) if target.pid else 0.0
     start_gate.wait()
     began = time.perf_counter()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
+    cpu = server_cpu_seconds(target.pid) - cpu_before if target.pid else float("nan")
     if errors:
         raise RuntimeError(f"{target.name}: {len(errors)} client errors, first: {errors[0]}")
     flat = sorted(x for per in latencies for x in per)
@@ -183,6 +211,7 @@ def drive(target: Target, bodies: list[bytes], n: int, concurrency: int) -> dict
         "p50_ms": 1000 * statistics.median(flat),
         "p99_ms": 1000 * flat[min(len(flat) - 1, int(0.99 * len(flat)))],
         "wall_s": wall,
+        "cpu_ms": 1000 * cpu / max(len(flat), 1),  # server CPU per request (all its threads)
     }
 
 
@@ -253,8 +282,10 @@ def main() -> None:
         wait_http(eta_port, "/ready", eta_proc)
         wait_http(mlflow_port, "/ping", mlflow_proc)
 
-        eta = Target("eta serve", eta_port, "/predict", eta_wrap)
-        mlf = Target("mlflow models serve", mlflow_port, "/invocations", mlflow_wrap)
+        eta = Target("eta serve", eta_port, "/predict", eta_wrap, eta_proc.pid)
+        mlf = Target(
+            "mlflow models serve", mlflow_port, "/invocations", mlflow_wrap, mlflow_proc.pid
+        )
         orders = sample_orders(max(2000, 1000 * 3))
         diff = check_same_numbers(eta, mlf, orders[:200])
         print(f"same model: largest |p50 eta - p50 mlflow| over 200 orders = {diff:.3f} s")
@@ -276,7 +307,8 @@ def main() -> None:
                 r = results[(target.name, label)]
                 print(
                     f"  {target.name:20s} {label:28s} {r['requests']:6d} req "
-                    f"{r['rps']:9.1f} req/s  p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms",
+                    f"{r['rps']:9.1f} req/s  p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms"
+                    f"  server CPU {r['cpu_ms']:.2f} ms/req",
                     flush=True,
                 )
     finally:
@@ -289,18 +321,24 @@ def main() -> None:
                 proc.kill()
 
     print()
-    header = f"{'scenario':30s} {'server':20s} {'req/s':>10s} {'p50 ms':>9s} {'p99 ms':>9s}"
+    header = (
+        f"{'scenario':30s} {'server':20s} {'req/s':>10s} {'p50 ms':>9s} {'p99 ms':>9s}"
+        f" {'CPU ms/req':>11s}"
+    )
     print(header)
     print("-" * len(header))
     for label, *_ in scenarios:
         for name in (eta.name, mlf.name):
             r = results[(name, label)]
-            print(f"{label:30s} {name:20s} {r['rps']:10.1f} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f}")
+            print(
+                f"{label:30s} {name:20s} {r['rps']:10.1f} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f}"
+                f" {r['cpu_ms']:11.2f}"
+            )
         ours, theirs = results[(eta.name, label)], results[(mlf.name, label)]
         print(
             f"{'':30s} {'ratio eta/mlflow':20s} {ours['rps'] / theirs['rps']:9.1f}x "
             f"{theirs['p50_ms'] / ours['p50_ms']:8.1f}x {theirs['p99_ms'] / ours['p99_ms']:8.1f}x"
-            "  (p50/p99: mlflow over eta)"
+            f" {theirs['cpu_ms'] / ours['cpu_ms']:10.1f}x  (latency and CPU: mlflow over eta)"
         )
     conc = f"single, concurrency {args.concurrency}"
     checks = [

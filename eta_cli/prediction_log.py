@@ -42,32 +42,38 @@ class LogEntry:
         return len(self.records)
 
 
-def _json_safe(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
-
-
 def entry_rows(entry: LogEntry) -> list[dict[str, Any]]:
     """Rows of ``monitoring.predictions`` for one entry (done in the writer thread)."""
-    predicted_at = datetime.fromtimestamp(entry.predicted_at, UTC)
+    import numpy as np
+
+    shared = {
+        "request_id": entry.request_id,
+        "predicted_at": datetime.fromtimestamp(entry.predicted_at, UTC),
+        "model_name": entry.model_name,
+        "model_version": entry.model_version,
+        "latency_ms": entry.latency_ms,
+    }
     rows = []
-    for record, order_id, value in zip(entry.records, entry.order_ids, entry.values, strict=True):
+    for record, order_id, (p_low, p50, p_high, quoted) in zip(
+        entry.records, entry.order_ids, np.asarray(entry.values).tolist(), strict=True
+    ):
         created = record.get("created_at")
-        rows.append(
-            {
-                "request_id": entry.request_id,
-                "order_id": order_id,
-                "predicted_at": predicted_at,
-                "order_created_at": created if isinstance(created, datetime) else None,
-                "model_name": entry.model_name,
-                "model_version": entry.model_version,
-                "eta_p10_s": float(value[0]),
-                "eta_p50_s": float(value[1]),
-                "eta_p90_s": float(value[2]),
-                "eta_quoted_s": float(value[3]),
-                "latency_ms": entry.latency_ms,
-                "features": _json_safe(record),
-            }
+        features = dict(record)  # the validated order: only created_at is not JSON-ready
+        if isinstance(created, datetime):
+            features["created_at"] = created.isoformat()
+        else:
+            created = None
+        row = dict(shared)
+        row.update(
+            order_id=order_id,
+            order_created_at=created,
+            eta_p10_s=p_low,
+            eta_p50_s=p50,
+            eta_p90_s=p_high,
+            eta_quoted_s=quoted,
+            features=features,
         )
+        rows.append(row)
     return rows
 
 
