@@ -300,11 +300,10 @@ def test_the_model_of_eta_train_and_register_is_served_and_predicted(tmp_path, s
     eta("ingest", "--synthetic", "4000", "--seed", "3")
     eta("train", "--max-rounds", "20", "--json")
     eta("register", "--json")
-    order_file = tmp_path / "orders.json"
-    order_file.write_text(json.dumps(ORDERS[:5]))
-    local = json.loads(eta("predict", "--json", str(order_file), "--format", "json"))
-    assert local["model_name"] == "eta" and local["model_version"] == "1"
+    from eta_cli.predict import LocalPredictor, RemotePredictor
 
+    local = LocalPredictor.from_settings(settings)
+    assert (local.model_name, local.model_version) == ("eta", "1")
     proc, port = _start_serve([], env, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -312,11 +311,11 @@ def test_the_model_of_eta_train_and_register_is_served_and_predicted(tmp_path, s
         assert ready["model"] == {"name": "eta", "version": "1"}
         info = requests.get(f"{url}/model", timeout=10).json()
         assert info["run_id"] and info["metrics"]
-        remote = json.loads(
-            eta("predict", "--json", str(order_file), "--url", url, "--format", "json")
-        )
+        remote = RemotePredictor(url)
+        answers = [o.to_dict() for o in remote.predict(ORDERS)]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert remote == local
+    assert answers == [o.to_dict() for o in local.predict(ORDERS)]
+    assert (remote.model_name, remote.model_version) == ("eta", "1")
