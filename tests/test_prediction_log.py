@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -67,7 +68,8 @@ def test_rows_land_in_sqlite_with_features_and_outputs(settings):
     assert features["store_id"] == ORDERS[0]["store_id"]
     assert features["created_at"] == ORDERS[0]["created_at"].replace(" ", "T")
     assert "order_id" not in features
-    assert str(first["order_created_at"]).startswith(ORDERS[0]["created_at"])
+    assert first["order_created_at"] == datetime.fromisoformat(ORDERS[0]["created_at"])
+    assert isinstance(first["predicted_at"], datetime)  # stored as SQLAlchemy stores it
     assert log.stats() == {"written": 3, "dropped": 0, "errors": 0, "pending": 0}
 
 
@@ -156,3 +158,16 @@ def test_predictions_through_the_app_are_logged(settings):
         p["eta_p50_s"] for p in body["predictions"]
     ]
     assert all(r["latency_ms"] > 0 for r in written)
+
+
+def test_driver_rows_carry_what_the_sqlalchemy_rows_carry():
+    from eta_cli.prediction_log import ROW_COLUMNS, entry_rows, entry_tuples
+
+    e = entry(3)
+    for as_dict, as_tuple in zip(entry_rows(e), entry_tuples(e, sqlite=False), strict=True):
+        row = dict(zip(ROW_COLUMNS, as_tuple, strict=True))
+        assert json.loads(row.pop("features")) == as_dict.pop("features")
+        assert row == as_dict
+    sqlite_row = dict(zip(ROW_COLUMNS, entry_tuples(e, sqlite=True)[0], strict=True))
+    predicted = datetime.fromtimestamp(e.predicted_at, UTC)
+    assert sqlite_row["predicted_at"] == predicted.strftime("%Y-%m-%d %H:%M:%S.%f")
