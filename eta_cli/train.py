@@ -107,18 +107,10 @@ def load_orders(
         return data, "dataframe"
     if data is not None:
         return _read_path(str(data), settings), str(data)
-    source = f"{settings.effective_data_uri}/orders"
-    try:
-        from eta_cli.ingest import read_orders
-    except ImportError:
-        read_orders = None
-    if read_orders is not None:
-        frame = read_orders(settings, since=since)
-        return frame, source
-    local = Path(source)
-    if not (local.exists() or source.startswith("s3://")):
-        raise TrainError(f"no orders at {source}: run `eta ingest` first or pass --data PATH")
-    return _read_path(source, settings), source
+    from eta_cli.ingest import read_orders
+
+    # read_orders raises a clear EtaError when nothing was ingested yet.
+    return read_orders(settings, since=since), f"{settings.effective_data_uri}/orders"
 
 
 def prepare_orders(frame: pd.DataFrame, settings: Settings, source: str = "data") -> pd.DataFrame:

@@ -256,3 +256,22 @@ def test_library_api_reads_dataframe(settings) -> None:
     assert result.model is not None
     assert result.model.metadata["run_id"] == result.run_id
     assert result.timings["xgb_fit_s"] <= result.timings["total_s"]
+
+
+def test_default_reads_the_ingested_dataset(tmp_path, capsys) -> None:
+    code, _out, err = eta(capsys, "train")
+    assert code == 2
+    assert "no orders at" in err and "eta ingest" in err
+    code, _out, err = eta(capsys, "ingest", "--synthetic", "2500", "--seed", "7", "--json")
+    assert code == 0, err
+    result = json.loads(
+        eta(capsys, "train", "--max-rounds", "20", "--json", "--since", "2015-01-25")[1]
+    )
+    assert result["data_source"] == str(tmp_path / "eta-home" / "data" / "orders")
+    assert result["split"]["train_start"] >= "2015-01-25"
+    reference = pd.read_parquet(
+        _client(tmp_path / "eta-home").download_artifacts(
+            result["run_id"], "reference/orders.parquet", str(tmp_path)
+        )
+    )
+    assert reference[schema.ORDER_ID].notna().all()  # ingest's ids travel with the sample
