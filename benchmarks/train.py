@@ -27,6 +27,8 @@ import pandas as pd
 
 from eta_cli import schema, synthetic
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:
     """Ingest's rules: blank out-of-range nullable values, drop orders that cannot be used."""
