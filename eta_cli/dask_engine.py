@@ -369,12 +369,23 @@ def wait_persisted(tracker: Tracker, collection: Any, description: str) -> None:
 
 
 def worker_peak_rss(client: Client) -> dict[str, int]:
-    """Peak resident memory (bytes) of every worker process since it started."""
+    """Peak resident memory (bytes) of every worker process since it started.
+
+    Linux: ``VmHWM`` of the process (``ru_maxrss`` can carry a parent's peak into a
+    restarted worker); elsewhere ``ru_maxrss``.
+    """
 
     def peak() -> int:
         import resource
         import sys
 
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(rss if sys.platform == "darwin" else rss * 1024)
 

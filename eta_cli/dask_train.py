@@ -472,29 +472,44 @@ def split_features(
 
 
 def _features_of(rows: pd.DataFrame, which: int, states: States, seed: int) -> pd.DataFrame:
+    """One float32 block: the features, then the label as the last column.
+
+    A single block lets :func:`_features_only` and :func:`_label_only` be views of
+    it: the training data is held once in worker memory, not once per column subset.
+    """
     import pandas as pd
 
+    width = len(features.FEATURE_NAMES)
+    matrix = np.empty((len(rows), width + 1), np.float32)
     if which == _TRAIN:
-        matrix = np.empty((len(rows), len(features.FEATURE_NAMES)), np.float32)
         fold = fold_of(rows[schema.ORDER_ID], seed)
         for k, state in enumerate(states.folds):
             mask = fold == k
             if mask.any():
                 subset = rows.loc[mask]
-                matrix[mask] = features.build_features(features.columns_from_frame(subset), state)
+                matrix[mask, :width] = features.build_features(
+                    features.columns_from_frame(subset), state
+                )
     else:
-        matrix = features.build_features(features.columns_from_frame(rows), states.full)
-    out = pd.DataFrame(matrix, columns=list(features.FEATURE_NAMES))
-    out[_LABEL] = rows[schema.TARGET].to_numpy(dtype=np.float64)
-    return out
+        matrix[:, :width] = features.build_features(features.columns_from_frame(rows), states.full)
+    matrix[:, width] = rows[schema.TARGET].to_numpy(dtype=np.float64)  # whole seconds: exact
+    return pd.DataFrame(matrix, columns=[*features.FEATURE_NAMES, _LABEL], copy=False)
+
+
+def _features_only(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[:, :-1]
+
+
+def _label_only(frame: pd.DataFrame) -> pd.Series:
+    return frame.iloc[:, -1]
 
 
 def _features_meta() -> pd.DataFrame:
     import pandas as pd
 
-    out = pd.DataFrame({name: pd.Series([], dtype="float32") for name in features.FEATURE_NAMES})
-    out[_LABEL] = pd.Series([], dtype="float64")
-    return out
+    return pd.DataFrame(
+        {name: pd.Series([], dtype="float32") for name in (*features.FEATURE_NAMES, _LABEL)}
+    )
 
 
 def _sample_rows(
@@ -534,12 +549,10 @@ def _fit_dask(
     names = list(features.FEATURE_NAMES)
     full, logged = booster_params(quantiles, None, seed)
     start = time.perf_counter()
-    train_frame, val_frame = persisted["train"], persisted["val"]
-    dtrain = dxgb.DaskQuantileDMatrix(
-        client, train_frame[names], train_frame[_LABEL], feature_names=names, max_bin=256
-    )
+    (x_train, y_train), (x_val, y_val) = persisted["train"], persisted["val"]
+    dtrain = dxgb.DaskQuantileDMatrix(client, x_train, y_train, feature_names=names, max_bin=256)
     dval = dxgb.DaskQuantileDMatrix(
-        client, val_frame[names], val_frame[_LABEL], ref=dtrain, feature_names=names, max_bin=256
+        client, x_val, y_val, ref=dtrain, feature_names=names, max_bin=256
     )
     output = dxgb.train(
         client,
@@ -550,7 +563,7 @@ def _fit_dask(
         early_stopping_rounds=EARLY_STOPPING_ROUNDS,
         verbose_eval=False,
     )
-    del dtrain, dval, train_frame, val_frame
+    del dtrain, dval, x_train, y_train, x_val, y_val
     persisted.clear()
     booster = output["booster"]
     history = output.get("history", {})
@@ -648,14 +661,17 @@ def train(
     import dask
 
     shared = dask.delayed(states, pure=True)
-    train_frame = client.persist(
-        orders.map_partitions(split_features, _TRAIN, split, shared, seed, meta=_features_meta())
-    )
-    val_frame = client.persist(
-        orders.map_partitions(split_features, _VAL, split, shared, seed, meta=_features_meta())
-    )
-    wait_persisted(tracker, train_frame, "training features")
-    wait_persisted(tracker, val_frame, "validation features")
+    persisted: dict[str, Any] = {}
+    for which, name in ((_TRAIN, "train"), (_VAL, "val")):
+        # Features and label persisted together from one task per partition: both are
+        # views of the same block, so each order's features are held once.
+        block = orders.map_partitions(
+            split_features, which, split, shared, seed, meta=_features_meta()
+        )
+        x = block.map_partitions(_features_only, meta=_features_meta().iloc[:, :-1])
+        y = block.map_partitions(_label_only, meta=_features_meta().iloc[:, -1])
+        persisted[name] = client.persist([x, y])
+        wait_persisted(tracker, persisted[name][0], f"{_SPLIT_NAMES[which]} features")
 
     fractions = [
         min(1.0, TRAIN_SAMPLE_ROWS / max(split.rows["train"], 1)),
@@ -684,11 +700,11 @@ def train(
 
     m = Matrices(
         x_train=built[0][names].to_numpy(),
-        y_train=built[0][_LABEL].to_numpy(),
+        y_train=frames[0][schema.TARGET].to_numpy(dtype=np.float64),
         x_val=built[1][names].to_numpy(),
-        y_val=built[1][_LABEL].to_numpy(),
+        y_val=frames[1][schema.TARGET].to_numpy(dtype=np.float64),
         x_test=built[2][names].to_numpy(),
-        y_test=built[2][_LABEL].to_numpy(),
+        y_test=frames[2][schema.TARGET].to_numpy(dtype=np.float64),
         state=states.full,
         upstream_train=_upstream_sum(frames[0]),
         upstream_test=_upstream_sum(frames[2]),
@@ -697,8 +713,6 @@ def train(
     timings["features_s"] = time.perf_counter() - tick
 
     quantiles = model_quantiles(settings)
-    persisted = {"train": train_frame, "val": val_frame}
-    del train_frame, val_frame
 
     def fit() -> FitResult:
         with tracker.step(f"xgboost.dask: up to {max_rounds} rounds"):
