@@ -22,7 +22,13 @@ def fitted() -> tuple[EtaModel, pd.DataFrame]:
     m = train.build_matrices(split, seed=0)
     settings = Settings()
     fit = train.fit_quantile_booster(
-        m.x_train, m.y_train, m.x_val, m.y_val, train.model_quantiles(settings), max_rounds=60
+        m.x_train,
+        m.y_train,
+        m.x_val,
+        m.y_val,
+        train.model_quantiles(settings),
+        max_rounds=60,
+        nthread=1,
     )
     model = train.eta_model_from(fit, m.state, settings, m.x_val, m.y_val)
     return model, split.test
