@@ -1,7 +1,11 @@
 """Scale benchmark of the Dask engine: more orders than a worker's memory holds.
 
-    .venv/bin/python benchmarks/scale.py [--orders 20000000] [--files 40] [--workers 2]
-        [--worker-memory 2GB] [--max-rounds 100] [--days 56] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/scale.py [--orders 8000000] [--files 32] [--workers 2]
+        [--worker-memory 2GB] [--max-rounds 25] [--days 56] [--workdir DIR] [--keep]
+
+    # 20 million orders: training needs ~350 bytes per training + validation order on
+    # its worker, so 6 workers of 2 GB (2 workers of 2 GB hold ~10 million orders)
+    .venv/bin/python benchmarks/scale.py --orders 20000000 --files 40 --workers 6
 
 1. Generates ``--orders`` synthetic orders (one store world, the real file's
    quirks and CSV spelling) as ``--files`` CSV files, in parallel processes (setup,
@@ -113,12 +117,12 @@ def run_limited(args: list[str], env: dict[str, str], limit: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=20_000_000)
-    parser.add_argument("--files", type=int, default=40)
+    parser.add_argument("--orders", type=int, default=8_000_000)
+    parser.add_argument("--files", type=int, default=32)
     parser.add_argument("--days", type=int, default=56)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-memory", default="2GB")
-    parser.add_argument("--max-rounds", type=int, default=100)
+    parser.add_argument("--max-rounds", type=int, default=25)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--skip-local", action="store_true", help="skip the local-engine run")
