@@ -10,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-import click
+# Plain help text (no Rich boxes) reads better in Markdown; typer reads this at import.
+os.environ["TYPER_USE_RICH"] = "0"
+
 import typer.main
 from typer.testing import CliRunner
 
@@ -23,11 +25,13 @@ Do not edit by hand.
 """
 
 
-def _walk(command: click.Command, path: list[str]) -> list[list[str]]:
+def _walk(command, path: list[str]) -> list[list[str]]:
+    """Every command path, depth first (typer vendors click, so groups are duck-typed)."""
     paths = [path]
-    if isinstance(command, click.Group):
-        for name in sorted(command.list_commands(click.Context(command))):
-            sub = command.get_command(click.Context(command), name)
+    if hasattr(command, "list_commands"):
+        context = command.context_class(command)
+        for name in command.list_commands(context):
+            sub = command.get_command(context, name)
             if sub is not None and not sub.hidden:
                 paths.extend(_walk(sub, [*path, name]))
     return paths
@@ -50,9 +54,13 @@ def render() -> str:
 
 
 def main() -> None:
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("cli.md")
-    os.environ.setdefault("COLUMNS", "100")
-    target.write_text(render(), encoding="utf-8")
+    """Write to the path given (default docs/cli.md), or to standard output for ``-``."""
+    target = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).with_name("cli.md"))
+    text = render()
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    Path(target).write_text(text, encoding="utf-8")
     print(f"wrote {target}")
 
 

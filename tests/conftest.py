@@ -24,13 +24,14 @@ PG_HOST = os.environ.get("ETA_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ETA_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("ETA_TEST_PG_USER", "postgres")
 
-# Variables that would leak a developer's own configuration into tests.
-_ISOLATE = [name for name in os.environ if name.startswith(("ETA_", "MLFLOW_", "AWS_"))]
+# Prefixes of variables that would leak configuration into a test: a developer's own, or
+# one set by an earlier test (mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI).
+_ISOLATED_PREFIXES = ("ETA_", "MLFLOW_", "AWS_")
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in _ISOLATE:
+    for name in [name for name in os.environ if name.startswith(_ISOLATED_PREFIXES)]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ETA_HOME", str(tmp_path / "eta-home"))
     monkeypatch.chdir(tmp_path)
