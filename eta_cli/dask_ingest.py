@@ -5,17 +5,17 @@ The local ingest's steps, spread out (see :mod:`eta_cli.ingest` for the layout):
 1. *Plan* (driver): the same source expansion and pre-checks (missing files,
    formats, columns) as the local path; a bad source stops the run before any work.
 2. *Stage* (one task per source file): the worker streams its file with the local
-   reader and validates every chunk with :func:`eta_cli.ingest._check_chunk`, the
+   reader and validates every chunk with :func:`eta_cli.ingest.check_chunk`, the
    local rules; accepted rows go to Arrow IPC files per order day and rejected
    rows to a quarantine stream, under ``_staging/<run_id>/src-NNNNN/`` of the data
    lake (written locally then uploaded when the lake is on S3).
-3. *Merge* (one task per order day): :func:`eta_cli.ingest._merge_day` de-duplicates
+3. *Merge* (one task per order day): :func:`eta_cli.ingest.merge_day` de-duplicates
    the day's staged rows (in source order, so the first of two identical orders
    is kept, as locally) against each other and the published partition, and
    writes the new ``part-0.parquet`` inside the staging area.
 4. *Publish* (driver): the quarantine file is assembled, the row accounting is
    checked (``rows_read == rows_written + rows_quarantined``) and the local
-   journaled, atomic publish (:func:`eta_cli.ingest._publish`) renames everything
+   journaled, atomic publish (:func:`eta_cli.ingest.publish_staged`) renames everything
    into place. Re-running the same files publishes nothing new: every order is
    then a ``duplicate_order``.
 
@@ -56,7 +56,7 @@ class _Job:
 
     index: int
     label: str
-    source: Any = None  # ingest._Source without its filesystem (rebuilt on the worker)
+    source: Any = None  # an ingest source without its filesystem (rebuilt on the worker)
     synthetic: tuple[int, int, bool] | None = None
 
 
@@ -75,8 +75,8 @@ class Staged:
 class _FileStage:
     """Accepted rows per order day and rejected rows of one source, as Arrow IPC files.
 
-    Offers the two methods :func:`eta_cli.ingest._apply_checked` and
-    :func:`eta_cli.ingest._quarantine_malformed` write through.
+    Offers the two methods :func:`eta_cli.ingest.apply_checked` and
+    :func:`eta_cli.ingest.quarantine_malformed` write through.
     """
 
     MAX_OPEN = 128
@@ -107,7 +107,7 @@ class _FileStage:
             segments = self.segments.setdefault(day, [])
             path = os.path.join(self.directory, "rows", f"{day}-{len(segments)}.arrows")
             segments.append(path)
-            writer = pa.ipc.new_stream(path, ingest._STAGE_SCHEMA)
+            writer = pa.ipc.new_stream(path, ingest.STAGE_SCHEMA)
             self._open[day] = writer
         return writer
 
@@ -170,7 +170,7 @@ def _iter_stream(lake: Any, path: str) -> Iterator[pa.RecordBatch]:
 
 def stage_source(job: _Job, settings: Settings, lake_uri: str, run_id: str) -> Staged:
     """Validate one source with the local rules and stage its rows (runs on a worker)."""
-    lake = ingest._Lake(lake_uri, settings)
+    lake = ingest.Lake(lake_uri, settings)
     name = f"src-{job.index:05d}"
     remote = lake.join("_staging", run_id, name)
     directory = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-") if lake.s3 else remote
@@ -182,20 +182,20 @@ def stage_source(job: _Job, settings: Settings, lake_uri: str, run_id: str) -> S
             if job.synthetic is not None:
                 n, seed, drift = job.synthetic
                 chunk = settings.ingest_chunk_rows
-                batches = ingest._synthetic_batches(n, seed, drift, chunk)
+                batches = ingest.synthetic_batches(n, seed, drift, chunk)
             else:
                 filesystem, _ = storage.filesystem_and_path(job.source.uri, settings)
                 source = dataclasses.replace(job.source, filesystem=filesystem)
-                batches = (batch for batch, _ in ingest._batches(source, settings, malformed))
+                batches = (batch for batch, _ in ingest.read_batches(source, settings, malformed))
             rows = 0
             for batch in batches:
-                checked = ingest._check_chunk(batch, job.index, job.label, rows, settings)
+                checked = ingest.check_chunk(batch, job.index, job.label, rows, settings)
                 rows += batch.num_rows
-                ingest._apply_checked(checked, stage, totals)
+                ingest.apply_checked(checked, stage, totals)
                 if malformed:
-                    ingest._quarantine_malformed(malformed, job.label, stage, totals)
+                    ingest.quarantine_malformed(malformed, job.label, stage, totals)
             if malformed:
-                ingest._quarantine_malformed(malformed, job.label, stage, totals)
+                ingest.quarantine_malformed(malformed, job.label, stage, totals)
         except EtaError:
             raise
         except (OSError, pa.ArrowException, EOFError, UnicodeDecodeError) as exc:
@@ -237,9 +237,9 @@ def merge_day(
     lake_uri: str, settings: Settings, run_id: str, day: int, segments: list[str], labels: list[str]
 ) -> Any:
     """The new partition of one order day, inside the staging area (runs on a worker)."""
-    lake = ingest._Lake(lake_uri, settings)
+    lake = ingest.Lake(lake_uri, settings)
     stage = _SharedStage(lake, run_id, {day: segments})
-    return ingest._merge_day(lake, stage, day, labels)
+    return ingest.merge_day(lake, stage, day, labels)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -273,7 +273,7 @@ def ingest_files(
     if synthetic is not None and synthetic < 0:
         raise IngestError(f"--synthetic must be a positive number of orders, got {synthetic}")
 
-    plan = ingest._plan(sources, settings)
+    plan = ingest.plan_sources(sources, settings)
     labels = [p.uri for p in plan]
     jobs = [
         _Job(i, src.uri, source=dataclasses.replace(src, filesystem=None))
@@ -282,16 +282,16 @@ def ingest_files(
     if synthetic:
         labels.append(f"synthetic:n={synthetic},seed={seed}{',drift' if drift else ''}")
         jobs.append(_Job(len(plan), labels[-1], synthetic=(synthetic, seed, drift)))
-    lake = ingest._Lake(settings.effective_data_uri, settings)
+    lake = ingest.Lake(settings.effective_data_uri, settings)
     lake.check_writable()
-    run_id = ingest._new_run_id()
+    run_id = ingest.new_run_id()
     result = IngestResult(run_id=run_id, output=lake.uri_of(lake.orders), files=labels)
     tracker = Tracker(console)
     lake_uri = lake.uri_of(lake.root)
     token = uuid.uuid4().hex[:8]
 
-    with lake.locked(), ingest._storage_errors(lake):
-        result.recovered = ingest._recover(lake)
+    with lake.locked(), ingest.storage_errors(lake):
+        result.recovered = ingest.recover(lake)
         stage = _SharedStage(lake, run_id)
         try:
             futures = [
@@ -317,8 +317,8 @@ def ingest_files(
         except BaseException:
             stage.discard()
             raise
-        ingest._checkpoint("prepared", run_id=run_id)
-        ingest._publish(lake, stage, moves)
+        ingest.checkpoint("prepared", run_id=run_id)
+        ingest.publish_staged(lake, stage, moves)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

@@ -102,7 +102,7 @@ def _present(array: Any) -> np.ndarray:
 
 
 def _numbers(array: Any) -> np.ndarray:
-    """Float64 values with NaN for missing, as :func:`eta_cli.predict._rows_of` reads them."""
+    """Float64 values with NaN for missing, as :func:`eta_cli.predict.rows_of` reads them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -259,15 +259,15 @@ def score_batch(
     rejected = 0
     if slow.size:
         subset = batch if slow.size == n else batch.take(pa.array(slow))
-        outcomes = predictor.predict(predict._rows_of(subset))
-        tables.append(predict._output_table(outcomes, 0, predictor))
+        outcomes = predictor.predict(predict.rows_of(subset))
+        tables.append(predict.output_table(outcomes, 0, predictor))
         for outcome in outcomes:
             if not outcome.ok:
                 rejected += 1
                 if len(examples) < 5:
                     examples.append((int(slow[outcome.index]), outcome.error_text() or ""))
     if not tables:
-        return predict._output_table([], start_row, predictor), 0, [], 0
+        return predict.output_table([], start_row, predictor), 0, [], 0
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if fast.rows.size and slow.size:  # back to input order
         order = np.argsort(np.concatenate([fast.rows, slow]), kind="stable")
@@ -314,7 +314,7 @@ def score_file(
     from eta_cli import predict
 
     predictor = predict.LocalPredictor(loaded)
-    batches, absent, _ = predict._iter_batches(input_uri, settings, chunk_rows)
+    batches, absent, _ = predict.iter_batches(input_uri, settings, chunk_rows)
     result = FileResult(input=input_uri, output=output_uri, missing_optional_columns=absent)
     out_fs, out_path = storage.filesystem_and_path(output_uri, settings)
     local = not storage.is_s3(output_uri)
@@ -340,7 +340,7 @@ def score_file(
             result.rejected += rejected
             result.predicted += batch.num_rows - rejected
         if writer is None:  # an empty partition stays an (empty) partition
-            empty = predict._output_table([], 0, predictor)
+            empty = predict.output_table([], 0, predictor)
             writer = pq.ParquetWriter(sink, empty.schema)
         writer.close()
         writer = None

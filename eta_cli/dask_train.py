@@ -200,7 +200,7 @@ def read_orders(
     else:
         source = ingest.dataset_uri(settings)
         what = "orders"
-    since_ts = ingest._parse_since(since) if since is not None else None
+    since_ts = ingest.parse_since(since) if since is not None else None
     try:
         parts, names = _parquet_parts(source, settings, since_ts, what)
     except EtaError as exc:
@@ -377,11 +377,11 @@ def _group_keys(frame: pd.DataFrame) -> pd.DataFrame:
     """store / market (-1 = missing) / category ("" = missing), as fit_feature_state sees them."""
     import pandas as pd
 
-    market = features._float(frame["market_id"])
-    category = features._strings(frame["store_primary_category"])
+    market = features.as_float(frame["market_id"])
+    category = features.as_strings(frame["store_primary_category"])
     return pd.DataFrame(
         {
-            "store": features._float(frame["store_id"]).astype(np.int64),
+            "store": features.as_float(frame["store_id"]).astype(np.int64),
             "market": np.where(np.isnan(market), -1, market).astype(np.int64),
             "category": [c or "" for c in category],
         }
@@ -696,7 +696,7 @@ def train(
     del samples
     built = [_features_of(frame, which, states, seed) for which, frame in enumerate(frames)]
     names = list(features.FEATURE_NAMES)
-    from eta_cli.train import _upstream_sum
+    from eta_cli.train import upstream_sum
 
     m = Matrices(
         x_train=built[0][names].to_numpy(),
@@ -706,8 +706,8 @@ def train(
         x_test=built[2][names].to_numpy(),
         y_test=frames[2][schema.TARGET].to_numpy(dtype=np.float64),
         state=states.full,
-        upstream_train=_upstream_sum(frames[0]),
-        upstream_test=_upstream_sum(frames[2]),
+        upstream_train=upstream_sum(frames[0]),
+        upstream_test=upstream_sum(frames[2]),
     )
     evaluation = Split(train=frames[0], val=frames[1], test=frames[2])
     timings["features_s"] = time.perf_counter() - tick

@@ -89,7 +89,7 @@ class FeatureState:
         )
 
 
-def _float(values: Any) -> np.ndarray:
+def as_float(values: Any) -> np.ndarray:
     """Any column (numpy, pandas nullable, list with None) as float64 with NaN for missing."""
     if hasattr(values, "to_numpy"):
         try:
@@ -102,7 +102,8 @@ def _float(values: Any) -> np.ndarray:
     return array.astype(np.float64, copy=False)
 
 
-def _strings(values: Any) -> list[str | None]:
+def as_strings(values: Any) -> list[str | None]:
+    """Any column as Python strings with None for missing (categories, ids as text)."""
     if hasattr(values, "to_numpy"):
         values = values.to_numpy(dtype=object, na_value=None)
     return [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
@@ -135,7 +136,7 @@ def fit_feature_state(columns: Columns, target: Sequence[float] | np.ndarray) ->
     y = np.asarray(target, dtype=np.float64)
     global_mean = float(np.mean(y)) if y.size else 0.0
 
-    market = _float(columns["market_id"])
+    market = as_float(columns["market_id"])
     known_market = ~np.isnan(market)
     m_keys, m_means, _ = _group_means(
         market[known_market].astype(np.int64), y[known_market], global_mean
@@ -145,11 +146,11 @@ def fit_feature_state(columns: Columns, target: Sequence[float] | np.ndarray) ->
     market_prior = np.array(
         [market_means.get(int(m), global_mean) if not np.isnan(m) else global_mean for m in market]
     )
-    stores = _float(columns["store_id"]).astype(np.int64)
+    stores = as_float(columns["store_id"]).astype(np.int64)
     s_keys, s_means, s_counts = _group_means(stores, y, market_prior)
 
     categories = np.array(
-        [c or "" for c in _strings(columns["store_primary_category"])], dtype=object
+        [c or "" for c in as_strings(columns["store_primary_category"])], dtype=object
     )
     known_cat = categories != ""
     c_keys, c_means, _ = _group_means(categories[known_cat].astype(str), y[known_cat], global_mean)
@@ -198,18 +199,18 @@ def build_features(columns: Columns, state: FeatureState) -> np.ndarray:
     hour = ((created - days).astype("timedelta64[h]").astype(np.int64)).astype(np.float64)
     day_of_week = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # Monday = 0
 
-    market = _float(columns["market_id"])
-    protocol = _float(columns["order_protocol"])
-    items = _float(columns["total_items"])
-    distinct = _float(columns["num_distinct_items"])
-    subtotal = _float(columns["subtotal"])
-    min_price = _float(columns["min_item_price"])
-    max_price = _float(columns["max_item_price"])
-    onshift = _float(columns["total_onshift_dashers"])
-    busy = _float(columns["total_busy_dashers"])
-    outstanding = _float(columns["total_outstanding_orders"])
-    place = _float(columns["estimated_order_place_duration"])
-    drive = _float(columns["estimated_store_to_consumer_driving_duration"])
+    market = as_float(columns["market_id"])
+    protocol = as_float(columns["order_protocol"])
+    items = as_float(columns["total_items"])
+    distinct = as_float(columns["num_distinct_items"])
+    subtotal = as_float(columns["subtotal"])
+    min_price = as_float(columns["min_item_price"])
+    max_price = as_float(columns["max_item_price"])
+    onshift = as_float(columns["total_onshift_dashers"])
+    busy = as_float(columns["total_busy_dashers"])
+    outstanding = as_float(columns["total_outstanding_orders"])
+    place = as_float(columns["estimated_order_place_duration"])
+    drive = as_float(columns["estimated_store_to_consumer_driving_duration"])
 
     with np.errstate(divide="ignore", invalid="ignore"):
         positive_onshift = np.where(onshift > 0, onshift, np.nan)
@@ -217,7 +218,7 @@ def build_features(columns: Columns, state: FeatureState) -> np.ndarray:
         outstanding_ratio = outstanding / positive_onshift
         per_item = subtotal / np.where(items > 0, items, np.nan)
 
-    categories = _strings(columns["store_primary_category"])
+    categories = as_strings(columns["store_primary_category"])
     category_code = np.array(
         [state.category_codes.get(c, -1) if c else -1 for c in categories], dtype=np.float64
     )
@@ -230,7 +231,7 @@ def build_features(columns: Columns, state: FeatureState) -> np.ndarray:
         [state.market_means.get(int(m), np.nan) if not np.isnan(m) else np.nan for m in market],
         dtype=np.float64,
     )
-    stores = _float(columns["store_id"])
+    stores = as_float(columns["store_id"])
     store_mean, store_count = _lookup_stores(stores, state)
     # Unseen store: its market's mean (the prior it would have been smoothed towards).
     fallback = np.where(np.isnan(market_mean), state.global_mean, market_mean)

@@ -206,7 +206,7 @@ def _stage_schema() -> pa.Schema:
     return pa.schema([*fields, *extra])
 
 
-_STAGE_SCHEMA = _stage_schema()
+STAGE_SCHEMA = _stage_schema()
 
 
 # --------------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def read_orders(
     dataset = open_dataset(settings_or_uri, settings=settings)
     expression = None
     if since is not None:
-        start = _parse_since(since)
+        start = parse_since(since)
         expression = ds.field(schema.ORDER_DATE) >= start.strftime("%Y-%m-%d")
         if start != datetime(start.year, start.month, start.day):
             expression &= ds.field(schema.CREATED_AT) >= pa.scalar(start, pa.timestamp("us"))
@@ -357,17 +357,17 @@ def ingest(
     if synthetic is not None and synthetic < 0:
         raise IngestError(f"--synthetic must be a positive number of orders, got {synthetic}")
 
-    plan = _plan(sources, settings)
+    plan = plan_sources(sources, settings)
     labels = [p.uri for p in plan]
     if synthetic:
         labels.append(f"synthetic:n={synthetic},seed={seed}{',drift' if drift else ''}")
-    lake = _Lake(settings.effective_data_uri, settings)
+    lake = Lake(settings.effective_data_uri, settings)
     lake.check_writable()
-    run_id = _new_run_id()
+    run_id = new_run_id()
     result = IngestResult(run_id=run_id, output=lake.uri_of(lake.orders), files=labels)
 
-    with lake.locked(), _storage_errors(lake):
-        result.recovered = _recover(lake)
+    with lake.locked(), storage_errors(lake):
+        result.recovered = recover(lake)
         stage = _Stage(lake, run_id)
         try:
             _stream(plan, synthetic, seed, drift, settings, stage, result, progress)
@@ -377,14 +377,14 @@ def ingest(
         except BaseException:
             stage.discard()
             raise
-        _checkpoint("prepared", run_id=run_id)
-        _publish(lake, stage, moves)
+        checkpoint("prepared", run_id=run_id)
+        publish_staged(lake, stage, moves)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
 
 @contextlib.contextmanager
-def _storage_errors(lake: _Lake) -> Iterator[None]:
+def storage_errors(lake: Lake) -> Iterator[None]:
     """Failures writing the lake (disk full, S3 refusing) become one-line errors."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -396,7 +396,7 @@ def _storage_errors(lake: _Lake) -> Iterator[None]:
         ) from exc
 
 
-def _checkpoint(stage: str, **info: Any) -> None:
+def checkpoint(stage: str, **info: Any) -> None:
     """A named point in a run; tests replace this to inject crashes at precise moments."""
 
 
@@ -416,7 +416,7 @@ class _Source:
     header: list[str] = field(default_factory=list)
 
 
-def _plan(sources: Sequence[str], settings: Settings) -> list[_Source]:
+def plan_sources(sources: Sequence[str], settings: Settings) -> list[_Source]:
     """Expand and pre-check every source so a bad one is refused before any work."""
     planned: list[_Source] = []
     seen: set[str] = set()
@@ -660,7 +660,7 @@ def _csv_header(src: _Source) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 
-def _batches(
+def read_batches(
     src: _Source, settings: Settings, malformed: list[tuple[int | None, str]]
 ) -> Iterator[tuple[pa.RecordBatch, int]]:
     """Record batches of one source and how many of its bytes have been consumed."""
@@ -704,7 +704,8 @@ def _batches(
             yield batch, raw.tell()
 
 
-def _synthetic_batches(n: int, seed: int, drift: bool, chunk: int) -> Iterator[pa.RecordBatch]:
+def synthetic_batches(n: int, seed: int, drift: bool, chunk: int) -> Iterator[pa.RecordBatch]:
+    """Synthetic orders as record batches, so they take the same path as a file."""
     # The generator draws the whole frame at once (its store world and quirks are
     # drawn for all n together), so generation is not chunked; validation is.
     from eta_cli import synthetic
@@ -738,10 +739,10 @@ def _stream(
     def drain(limit: int) -> None:
         while len(pending) > limit:
             future, done, total, label = pending.popleft()
-            _apply_checked(future.result(), stage, result)
+            apply_checked(future.result(), stage, result)
             if progress:
                 progress(Progress("read", result.rows_read, done, total, label))
-            _checkpoint("chunk", rows=result.rows_read)
+            checkpoint("chunk", rows=result.rows_read)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eta-ingest") as pool:
         try:
@@ -750,10 +751,10 @@ def _stream(
                 malformed: list[tuple[int | None, str]] = []
                 rows = 0
                 try:
-                    for batch, position in _batches(src, settings, malformed):
+                    for batch, position in read_batches(src, settings, malformed):
                         pending.append(
                             (
-                                pool.submit(_check_chunk, batch, index, src.uri, rows, settings),
+                                pool.submit(check_chunk, batch, index, src.uri, rows, settings),
                                 done_bytes + position,
                                 total_bytes,
                                 src.uri,
@@ -763,22 +764,22 @@ def _stream(
                         drain(workers)
                         if malformed:
                             drain(0)
-                            _quarantine_malformed(malformed, src.uri, stage, result)
+                            quarantine_malformed(malformed, src.uri, stage, result)
                     drain(0)
                 except (EtaError, KeyboardInterrupt):
                     raise
                 except (OSError, pa.ArrowException, EOFError, UnicodeDecodeError) as exc:
                     raise IngestError(f"{src.uri}: unreadable file: {_first_line(exc)}") from exc
                 if malformed:
-                    _quarantine_malformed(malformed, src.uri, stage, result)
+                    quarantine_malformed(malformed, src.uri, stage, result)
                 done_bytes += src.size or 0
             if synthetic:
                 label = result.files[-1]
                 rows = 0
-                for batch in _synthetic_batches(synthetic, seed, drift, settings.ingest_chunk_rows):
+                for batch in synthetic_batches(synthetic, seed, drift, settings.ingest_chunk_rows):
                     pending.append(
                         (
-                            pool.submit(_check_chunk, batch, len(plan), label, rows, settings),
+                            pool.submit(check_chunk, batch, len(plan), label, rows, settings),
                             rows + batch.num_rows,
                             synthetic,
                             label,
@@ -803,7 +804,8 @@ class _Checked:
     reasons: dict[str, int]
 
 
-def _apply_checked(checked: _Checked, stage: _Stage, result: IngestResult) -> None:
+def apply_checked(checked: _Checked, stage: _Stage, result: IngestResult) -> None:
+    """Stage one checked chunk and add its counts, so totals always reconcile."""
     result.rows_read += checked.rows
     if checked.accepted is not None:
         stage.write_rows(checked.accepted, checked.days)
@@ -814,7 +816,7 @@ def _apply_checked(checked: _Checked, stage: _Stage, result: IngestResult) -> No
             result.reasons[reason] = result.reasons.get(reason, 0) + count
 
 
-def _check_chunk(
+def check_chunk(
     batch: pa.RecordBatch, src_index: int, label: str, row_offset: int, settings: Settings
 ) -> _Checked:
     """Apply :data:`RULES` to one chunk, vectorised. Pure: safe to run on a worker thread."""
@@ -906,7 +908,7 @@ def _check_chunk(
                 pa.array(np.full(days.size, src_index, np.int32)),
                 pa.array(pick(rows)),
             ],
-            schema=_STAGE_SCHEMA,
+            schema=STAGE_SCHEMA,
         )
     if everything:
         return _Checked(n, accepted, days, None, {})
@@ -940,9 +942,10 @@ def _check_chunk(
     return _Checked(n, accepted, days, quarantined, reasons)
 
 
-def _quarantine_malformed(
+def quarantine_malformed(
     malformed: list[tuple[int | None, str]], label: str, stage: _Stage, result: IngestResult
 ) -> None:
+    """Quarantine lines the CSV reader could not parse, with the reader's reason."""
     items = malformed[: len(malformed)]
     del malformed[: len(items)]
     n = len(items)
@@ -1204,7 +1207,7 @@ def _hex_ids(hashes: np.ndarray) -> pa.Array:
 # --------------------------------------------------------------------------------------
 
 
-class _Lake:
+class Lake:
     """Paths and the few atomic operations publishing needs, local or on S3."""
 
     def __init__(self, uri: str, settings: Settings) -> None:
@@ -1400,10 +1403,10 @@ class _Stage:
 
     MAX_OPEN = 128  # beyond this many days in flight, writers are closed and reopened
 
-    def __init__(self, lake: _Lake, run_id: str) -> None:
+    def __init__(self, lake: Lake, run_id: str) -> None:
         self.lake = lake
         self.run_id = run_id
-        self.schema = _STAGE_SCHEMA
+        self.schema = STAGE_SCHEMA
         self.remote = lake.join("_staging", run_id)
         if lake.s3:
             self.local = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-")
@@ -1500,7 +1503,7 @@ class _Merged:
 
 
 def _prepare_publish(
-    lake: _Lake,
+    lake: Lake,
     stage: _Stage,
     result: IngestResult,
     labels: list[str],
@@ -1512,7 +1515,7 @@ def _prepare_publish(
     moves: list[tuple[str, str]] = []
     workers = max(1, min(len(days), os.cpu_count() or 1, 4))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        merged_days = pool.map(lambda day: _merge_day(lake, stage, day, labels), days)
+        merged_days = pool.map(lambda day: merge_day(lake, stage, day, labels), days)
         for done, merged in enumerate(merged_days, start=1):
             result.rows_written += merged.written
             result.rows_cleaned += merged.cleaned_rows
@@ -1547,7 +1550,7 @@ def _prepare_publish(
     return moves
 
 
-def _merge_day(lake: _Lake, stage: _Stage, day: int, labels: list[str]) -> _Merged:
+def merge_day(lake: Lake, stage: _Stage, day: int, labels: list[str]) -> _Merged:
     """New ``part-0.parquet`` for one date: published rows + this run's new orders."""
     order_date = str(np.datetime64(day, "D"))
     staged = stage.read_day(day)
@@ -1650,7 +1653,8 @@ def _signals_deferred() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-def _publish(lake: _Lake, stage: _Stage, moves: list[tuple[str, str]]) -> None:
+def publish_staged(lake: Lake, stage: _Stage, moves: list[tuple[str, str]]) -> None:
+    """Journal the moves, then rename staged files into place: a crash rolls forward."""
     if not moves:
         stage.discard()
         return
@@ -1662,7 +1666,7 @@ def _publish(lake: _Lake, stage: _Stage, moves: list[tuple[str, str]]) -> None:
         except BaseException:
             stage.discard()
             raise
-        _checkpoint("journal", run_id=stage.run_id)
+        checkpoint("journal", run_id=stage.run_id)
         try:
             _apply_moves(lake, moves)
         except Exception as exc:
@@ -1674,14 +1678,14 @@ def _publish(lake: _Lake, stage: _Stage, moves: list[tuple[str, str]]) -> None:
         stage.discard()
 
 
-def _apply_moves(lake: _Lake, moves: Sequence[Sequence[str]]) -> None:
+def _apply_moves(lake: Lake, moves: Sequence[Sequence[str]]) -> None:
     for src, dst in moves:
         if lake.exists(src):  # already moved when rolling forward an interrupted publish
             lake.move(src, dst)
-        _checkpoint("moved", dst=dst)
+        checkpoint("moved", dst=dst)
 
 
-def _recover(lake: _Lake) -> list[str]:
+def recover(lake: Lake) -> list[str]:
     """Roll forward publishes cut short by a crash; drop work areas of dead runs."""
     recovered = []
     journals = lake.join("_journal")
@@ -1735,7 +1739,8 @@ def _resolve_dataset(
     return uri, settings
 
 
-def _parse_since(since: str | date | datetime) -> datetime:
+def parse_since(since: str | date | datetime) -> datetime:
+    """A --since value (ISO date or datetime, naive = UTC) as a naive UTC datetime."""
     if isinstance(since, datetime):
         if since.tzinfo is not None:
             from datetime import UTC
@@ -1745,7 +1750,7 @@ def _parse_since(since: str | date | datetime) -> datetime:
     if isinstance(since, date):
         return datetime(since.year, since.month, since.day)
     try:
-        return _parse_since(datetime.fromisoformat(str(since).strip()))
+        return parse_since(datetime.fromisoformat(str(since).strip()))
     except ValueError as exc:
         raise EtaError(
             f"since={since!r} is not a date: use YYYY-MM-DD or an ISO timestamp"
@@ -1766,7 +1771,8 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     )
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
+    """A sortable, unique id for one ingest run (names its staging area and journal)."""
     from datetime import UTC
 
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

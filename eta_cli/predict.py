@@ -338,7 +338,7 @@ def _wanted_columns(available: Sequence[str]) -> tuple[list[str], list[str]]:
     return wanted, absent
 
 
-def _iter_batches(
+def iter_batches(
     uri: str, settings: Settings, chunk_rows: int
 ) -> tuple[Iterator[Any], list[str], int | None]:
     """Record batches of the order columns, the optional columns absent, and the row count."""
@@ -401,7 +401,7 @@ def _number_or_text(text: Any) -> Any:
         return text
 
 
-def _rows_of(batch: Any) -> list[dict[str, Any]]:
+def rows_of(batch: Any) -> list[dict[str, Any]]:
     """Python dicts of a record batch, with file spellings turned into API values."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -432,7 +432,7 @@ def _rows_of(batch: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
-def _output_table(outcomes: list[Outcome], start_row: int, predictor: Predictor) -> Any:
+def output_table(outcomes: list[Outcome], start_row: int, predictor: Predictor) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -479,7 +479,7 @@ def predict_file(
     if chunk_rows < 1:
         raise PredictError("--chunk-rows must be at least 1")
     out_kind = _output_format(output_uri)
-    batches, absent, total = _iter_batches(input_uri, settings, chunk_rows)
+    batches, absent, total = iter_batches(input_uri, settings, chunk_rows)
     summary = BatchSummary(input=input_uri, output=output_uri, missing_optional_columns=absent)
     out_fs, out_path = filesystem_and_path(output_uri, settings)
     local_out = not output_uri.startswith("s3://")
@@ -491,11 +491,11 @@ def predict_file(
     try:
         sink = out_fs.open_output_stream(target)
         for batch in batches:
-            rows = _rows_of(batch)
+            rows = rows_of(batch)
             if not rows:
                 continue
             outcomes = predictor.predict(rows)
-            table = _output_table(outcomes, summary.rows, predictor)
+            table = output_table(outcomes, summary.rows, predictor)
             if writer is None:
                 writer = (
                     pq.ParquetWriter(sink, table.schema)

@@ -250,11 +250,11 @@ class Matrices:
     upstream_test: np.ndarray
 
 
-def _upstream_sum(frame: pd.DataFrame) -> np.ndarray:
-    from eta_cli.features import _float
+def upstream_sum(frame: pd.DataFrame) -> np.ndarray:
+    from eta_cli.features import as_float
 
-    place = _float(frame["estimated_order_place_duration"])
-    drive = _float(frame["estimated_store_to_consumer_driving_duration"])
+    place = as_float(frame["estimated_order_place_duration"])
+    drive = as_float(frame["estimated_store_to_consumer_driving_duration"])
     return place + drive
 
 
@@ -276,8 +276,8 @@ def build_matrices(split: Split, seed: int = 0) -> Matrices:
         x_test=x_test,
         y_test=split.test[schema.TARGET].to_numpy(dtype=np.float64),
         state=state,
-        upstream_train=_upstream_sum(split.train),
-        upstream_test=_upstream_sum(split.test),
+        upstream_train=upstream_sum(split.train),
+        upstream_test=upstream_sum(split.test),
     )
 
 

@@ -634,14 +634,14 @@ def test_failure_mid_stream_leaves_the_dataset_untouched(
             if len(chunks) == 3:
                 raise failure
 
-    monkeypatch.setattr(ingest, "_checkpoint", fail_on_third_chunk)
+    monkeypatch.setattr(ingest, "checkpoint", fail_on_third_chunk)
     with pytest.raises(type(failure)):
         ingest.ingest([str(second)], settings)
     assert len(chunks) == 3
     assert snapshot(tmp_path / "lake") == before
     assert not staged_runs(tmp_path / "lake")
 
-    monkeypatch.setattr(ingest, "_checkpoint", lambda stage, **info: None)
+    monkeypatch.setattr(ingest, "checkpoint", lambda stage, **info: None)
     rerun = ingest.ingest([str(second)], settings)
     assert rerun.rows_written > 0 and rerun.balanced
     assert "duplicate_order" not in rerun.reasons
@@ -661,7 +661,7 @@ def checkpoint(name, **info):
         if len(seen) == nth:
             os.kill(os.getpid(), getattr(signal, signame))
 
-ingest._checkpoint = checkpoint
+ingest.checkpoint = checkpoint
 main(["ingest", "--json", *sys.argv[4:]])
 """
 
@@ -895,14 +895,14 @@ def test_s3_publish_cut_short_is_rolled_forward(tmp_path, few_days, s3_bucket, m
             if len(moved) == 2:
                 raise RuntimeError("connection reset")
 
-    monkeypatch.setattr(ingest, "_checkpoint", fail_after_two_moves)
+    monkeypatch.setattr(ingest, "checkpoint", fail_after_two_moves)
     with pytest.raises(ingest.storage.StorageError, match="the next `eta ingest` completes it"):
         ingest.ingest([str(second)], settings)
     client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
     journals = client.list_objects_v2(Bucket=s3_bucket, Prefix="lake/_journal/")["Contents"]
     assert len(journals) == 1
 
-    monkeypatch.setattr(ingest, "_checkpoint", lambda stage, **info: None)
+    monkeypatch.setattr(ingest, "checkpoint", lambda stage, **info: None)
     again = ingest.ingest([str(second)], settings)
     assert again.recovered == [journals[0]["Key"].rsplit("/", 1)[-1].removesuffix(".json")]
     assert again.rows_written == 0
