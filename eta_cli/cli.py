@@ -87,6 +87,10 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected failures into a message and an exit code."""
+    if not os.environ.get("ETA_DEBUG"):
+        # MLflow's INFO lines (database migrations on first use) are not ours to print;
+        # read when mlflow is first imported, which is later than this.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     app = build_app()
     try:
         result = app(args=argv, standalone_mode=False)
