@@ -36,7 +36,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
 from eta_cli import ingest, storage
@@ -70,62 +69,6 @@ class Staged:
     reasons: dict[str, int]
     segments: dict[int, list[str]]  # order day (days since epoch) -> staged files
     quarantine: str | None
-
-
-class _FileStage:
-    """Accepted rows per order day and rejected rows of one source, as Arrow IPC files.
-
-    Offers the two methods :func:`eta_cli.ingest.apply_checked` and
-    :func:`eta_cli.ingest.quarantine_malformed` write through.
-    """
-
-    MAX_OPEN = 128
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        os.makedirs(os.path.join(directory, "rows"), exist_ok=True)
-        self.segments: dict[int, list[str]] = {}
-        self._open: dict[int, Any] = {}
-        self._quarantine: Any = None
-        self.quarantine_path = os.path.join(directory, "quarantine.arrows")
-
-    def write_rows(self, batch: pa.RecordBatch, days: np.ndarray) -> None:
-        order = np.argsort(days, kind="stable")
-        if not (order == np.arange(len(order))).all():
-            batch = batch.take(pa.array(order))
-            days = days[order]
-        unique, starts = np.unique(days, return_index=True)
-        ends = [*starts[1:], len(days)]
-        for day, start, end in zip(unique, starts, ends, strict=True):
-            self._writer(int(day)).write_batch(batch.slice(start, end - start))
-
-    def _writer(self, day: int) -> Any:
-        writer = self._open.get(day)
-        if writer is None:
-            if len(self._open) >= self.MAX_OPEN:
-                self.close_rows()
-            segments = self.segments.setdefault(day, [])
-            path = os.path.join(self.directory, "rows", f"{day}-{len(segments)}.arrows")
-            segments.append(path)
-            writer = pa.ipc.new_stream(path, ingest.STAGE_SCHEMA)
-            self._open[day] = writer
-        return writer
-
-    def write_quarantine(self, batch: pa.RecordBatch) -> None:
-        if self._quarantine is None:
-            self._quarantine = pa.ipc.new_stream(self.quarantine_path, ingest.QUARANTINE_SCHEMA)
-        self._quarantine.write_batch(batch)
-
-    def close_rows(self) -> None:
-        for writer in self._open.values():
-            writer.close()
-        self._open.clear()
-
-    def close(self) -> None:
-        self.close_rows()
-        if self._quarantine is not None:
-            self._quarantine.close()
-            self._quarantine = None
 
 
 class _SharedStage:
@@ -174,7 +117,7 @@ def stage_source(job: _Job, settings: Settings, lake_uri: str, run_id: str) -> S
     name = f"src-{job.index:05d}"
     remote = lake.join("_staging", run_id, name)
     directory = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-") if lake.s3 else remote
-    stage = _FileStage(directory)
+    stage = ingest.DayStreams(directory)
     totals = IngestResult(run_id=run_id)
     malformed: list[tuple[int | None, str]] = []
     try:

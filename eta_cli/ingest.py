@@ -1398,26 +1398,22 @@ class Lake:
         return sorted(name for name in names if name)
 
 
-class _Stage:
-    """The private work area of one run: Arrow IPC streams per order day, and quarantine."""
+class DayStreams:
+    """Accepted rows as one Arrow IPC stream per order day, and rejected rows, in a folder.
+
+    What one ingest writes before it merges and publishes; the Dask engine's workers
+    stage each source through the same class.
+    """
 
     MAX_OPEN = 128  # beyond this many days in flight, writers are closed and reopened
 
-    def __init__(self, lake: Lake, run_id: str) -> None:
-        self.lake = lake
-        self.run_id = run_id
-        self.schema = STAGE_SCHEMA
-        self.remote = lake.join("_staging", run_id)
-        if lake.s3:
-            self.local = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-")
-        else:
-            self.local = self.remote
-            os.makedirs(os.path.join(self.local, "rows"))
-        os.makedirs(os.path.join(self.local, "rows"), exist_ok=True)
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(os.path.join(directory, "rows"), exist_ok=True)
         self.segments: dict[int, list[str]] = {}
         self._open: dict[int, Any] = {}
         self._quarantine: Any = None
-        self.quarantine_path = os.path.join(self.local, "quarantine.arrows")
+        self.quarantine_path = os.path.join(directory, "quarantine.arrows")
 
     def write_rows(self, batch: pa.RecordBatch, days: np.ndarray) -> None:
         """Append accepted rows to the stream of their order day."""
@@ -1438,9 +1434,9 @@ class _Stage:
             if len(self._open) >= self.MAX_OPEN:
                 self.close_rows()
             segments = self.segments.setdefault(day, [])
-            path = os.path.join(self.local, "rows", f"{day}-{len(segments)}.arrows")
+            path = os.path.join(self.directory, "rows", f"{day}-{len(segments)}.arrows")
             segments.append(path)
-            writer = pa.ipc.new_stream(path, self.schema)
+            writer = pa.ipc.new_stream(path, STAGE_SCHEMA)
             self._open[day] = writer
         return writer
 
@@ -1459,6 +1455,22 @@ class _Stage:
         if self._quarantine is not None:
             self._quarantine.close()
             self._quarantine = None
+
+
+class _Stage(DayStreams):
+    """The private work area of one run (under the lake's ``_staging``; a local temporary
+    folder when the lake is on S3), and how merge and publish read it back."""
+
+    def __init__(self, lake: Lake, run_id: str) -> None:
+        self.lake = lake
+        self.run_id = run_id
+        self.remote = lake.join("_staging", run_id)
+        if lake.s3:
+            self.local = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-")
+        else:
+            self.local = self.remote
+            os.makedirs(os.path.join(self.local, "rows"))  # a fresh run id: must not exist
+        super().__init__(self.local)
 
     def read_day(self, day: int) -> pa.Table:
         # Plain reads, not memory maps: mapped pages would count as resident memory.
