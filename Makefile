@@ -62,8 +62,11 @@ demo: install
 docs: install
 	$(PY) docs/generate_cli_docs.py docs/cli.md
 
-# Regenerate poetry.lock and the pip export together (see ../shared/tools/relock --help).
+# Regenerate poetry.lock and its two pip exports (see ../shared/tools/relock --help):
+# requirements.lock with the dev group (.venv, CI), requirements-runtime.lock without
+# it (the Docker image). tests/test_deploy_files.py checks the two agree.
 lock:
+	../shared/tools/relock --export requirements-runtime.lock
 	../shared/tools/relock --export requirements.lock --with dev
 
 clean:

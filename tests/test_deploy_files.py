@@ -469,7 +469,9 @@ def test_dockerfile_exposes_serve_port_with_health_check_and_cmd() -> None:
 
 def test_dockerfile_installs_from_the_hash_pinned_lock() -> None:
     runs = [args for op, args in dockerfile_instructions() if op == "RUN"]
-    assert any("pip install --no-deps --require-hashes -r requirements.lock" in r for r in runs)
+    assert any(
+        "pip install --no-deps --require-hashes -r requirements-runtime.lock" in r for r in runs
+    )
     assert any(
         re.search(r"pip install --no-deps( --no-build-isolation)? \.(\s|$)", r) for r in runs
     )
@@ -969,3 +971,27 @@ def test_deploy_guide_refers_to_things_that_exist() -> None:
         "9001",
     ):
         assert command in text, command
+
+
+def _pinned(lock: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """name -> (version, hashes) of a hash-pinned pip export."""
+    text = lock.read_text(encoding="utf-8").replace("\\\n", " ")
+    pins = {}
+    for line in text.splitlines():
+        match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", line)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match[1]).lower()
+            pins[name] = (match[2], frozenset(re.findall(r"--hash=(\S+)", line)))
+    return pins
+
+
+def test_image_lock_is_the_runtime_part_of_the_dev_lock() -> None:
+    runtime = _pinned(ROOT / "requirements-runtime.lock")
+    full = _pinned(ROOT / "requirements.lock")
+    assert {"mlflow", "evidently", "xgboost", "flask", "waitress", "psycopg2-binary"} <= set(
+        runtime
+    )
+    for name, pin in runtime.items():
+        assert full.get(name) == pin, f"{name}: the two exports of poetry.lock disagree"
+    for tool in ("pytest", "pytest-timeout", "ruff", "moto", "python-hcl2"):
+        assert tool in full and tool not in runtime, tool
