@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -136,6 +138,12 @@ def test_cli_on_a_running_scheduler(
     result = json.loads(out.out)
     assert result["balanced"] and result["rows_read"] > 30_000
     assert "worker(s)" in out.err and "dashboard" in out.err
+    # The printed dashboard address is served (bokeh is a dependency for this).
+    link = re.search(r"dashboard (http://\S+)", out.err)
+    assert link is not None, out.err
+    with urllib.request.urlopen(link[1], timeout=30) as response:
+        assert response.status == 200
+        assert "Dask" in response.read().decode("utf-8", "replace")
 
 
 def test_cli_refuses_a_scheduler_without_the_dask_engine(capsys, tmp_path: Path) -> None:
