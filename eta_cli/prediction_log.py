@@ -247,7 +247,7 @@ class PredictionLog:
                 if not self._stopping and self._pending < self.batch_rows:
                     self._cond.wait(self.flush_interval_s)
                 stopping = self._stopping
-            self._drain()
+            self._drain(everything=stopping)
             if stopping:
                 with self._cond:
                     if not self._queue:
@@ -265,8 +265,21 @@ class PredictionLog:
             self._in_flight += rows
             return taken
 
-    def _drain(self) -> None:
+    def _drain(self, everything: bool = True) -> None:
+        """Write one batch of what is queued, then more only while full batches wait.
+
+        Under steady traffic, rows keep arriving while a batch is written; going back
+        for them at once would write a handful of rows per transaction, and the fixed
+        cost of each (begin, commit) would then dominate the writer's CPU, which the
+        request threads share. Partial batches wait for the next wake-up instead
+        (``flush_interval_s`` at most). ``everything`` (shutdown) writes all of it.
+        """
+        first = True
         while True:
+            with self._cond:
+                if not first and not everything and self._pending < self.batch_rows:
+                    return
+            first = False
             taken = self._take()
             if not taken:
                 return

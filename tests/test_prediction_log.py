@@ -99,6 +99,32 @@ def test_a_full_queue_drops_and_counts(settings):
     assert len(rows(settings.effective_database_url)) == 5
 
 
+def test_steady_traffic_is_written_in_full_batches(settings, monkeypatch):
+    """Rows trickling in while a batch is written wait for a full batch (or the flush
+    interval) instead of going out a few per transaction."""
+    url = settings.effective_database_url
+    log = PredictionLog(url, 10_000, batch_rows=50, flush_interval_s=30.0)
+    batches: list[int] = []
+    insert = log._insert
+
+    def counting_insert(entries):
+        batches.append(sum(e.rows for e in entries))
+        time.sleep(0.02)  # a slow database: requests keep arriving meanwhile
+        insert(entries)
+
+    monkeypatch.setattr(log, "_insert", counting_insert)
+    log.start()
+    for i in range(400):
+        assert log.submit(entry(1, f"req-{i}"))
+        time.sleep(0.0005)
+    assert log.flush(30)
+    log.close()
+    assert sum(batches) == 400 and len(rows(url)) == 400
+    # Every batch written while traffic flowed was full; only the flush wrote a partial one.
+    assert all(n >= 50 for n in batches[:-1]), batches
+    assert len(batches) <= 400 // 50 + 1, batches
+
+
 def test_close_flushes_everything_queued(settings):
     url = settings.effective_database_url
     log = PredictionLog(url, 100_000, batch_rows=500, flush_interval_s=30.0).start()
