@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # Plain help text (no Rich boxes) reads better in Markdown; typer reads this at import.
 os.environ["TYPER_USE_RICH"] = "0"
@@ -25,7 +26,7 @@ Do not edit by hand.
 """
 
 
-def _walk(command, path: list[str]) -> list[list[str]]:
+def _walk(command: Any, path: list[str]) -> list[list[str]]:
     """Every command path, depth first (typer vendors click, so groups are duck-typed)."""
     paths = [path]
     if hasattr(command, "list_commands"):

@@ -804,7 +804,7 @@ class _Checked:
     reasons: dict[str, int]
 
 
-def apply_checked(checked: _Checked, stage: _Stage, result: IngestResult) -> None:
+def apply_checked(checked: _Checked, stage: DayStreams, result: IngestResult) -> None:
     """Stage one checked chunk and add its counts, so totals always reconcile."""
     result.rows_read += checked.rows
     if checked.accepted is not None:
@@ -943,7 +943,7 @@ def check_chunk(
 
 
 def quarantine_malformed(
-    malformed: list[tuple[int | None, str]], label: str, stage: _Stage, result: IngestResult
+    malformed: list[tuple[int | None, str]], label: str, stage: DayStreams, result: IngestResult
 ) -> None:
     """Quarantine lines the CSV reader could not parse, with the reader's reason."""
     items = malformed[: len(malformed)]
@@ -1466,11 +1466,11 @@ class _Stage(DayStreams):
         self.run_id = run_id
         self.remote = lake.join("_staging", run_id)
         if lake.s3:
-            self.local = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-")
+            local = tempfile.mkdtemp(prefix=f"eta-ingest-{run_id}-")
         else:
-            self.local = self.remote
-            os.makedirs(os.path.join(self.local, "rows"))  # a fresh run id: must not exist
-        super().__init__(self.local)
+            local = self.remote
+            os.makedirs(os.path.join(local, "rows"))  # a fresh run id: must not exist
+        super().__init__(local)
 
     def read_day(self, day: int) -> pa.Table:
         # Plain reads, not memory maps: mapped pages would count as resident memory.
@@ -1490,10 +1490,10 @@ class _Stage(DayStreams):
         """Remove every trace of the run (nothing of it was published)."""
         with contextlib.suppress(Exception):
             self.close()
-        shutil.rmtree(self.local, ignore_errors=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
         if not self.lake.s3:
             with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(self.local))  # only if no other run left anything
+                os.rmdir(os.path.dirname(self.directory))  # only if no other run left anything
         else:
             with contextlib.suppress(Exception):
                 self.lake.delete_dir(self.remote)
