@@ -11,7 +11,7 @@ The scorer is a real multi-quantile XGBoost ``EtaModel`` fitted here in seconds.
 What is compared, both timed end to end from the Parquet files, after a warm-up
 (imports and first-call costs paid by neither):
 
-- ``eta``: ``eta_cli.drift.drift_report(settings, reference=..., current=...)`` -
+- ``eta``: ``eta_cli.monitor.drift.drift_report(settings, reference=..., current=...)`` -
   read, check and type the columns, seeded sample of ``--sample`` rows per side,
   score the current sample with the model, Evidently report, HTML with the summary
   header, JSON summary, one row per report and per column in the SQLite database.
@@ -36,9 +36,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from eta_cli import drift, features, schema, synthetic
+from eta_cli import features, schema, synthetic
 from eta_cli.config import load_settings
 from eta_cli.model import OUTPUT_COLUMNS, EtaModel
+from eta_cli.monitor import drift
 from eta_cli.registry import LoadedModel
 
 QUANTILES = (0.1, 0.5, 0.7, 0.9)

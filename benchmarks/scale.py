@@ -133,8 +133,11 @@ def main() -> None:
     from dask.utils import parse_bytes
     from distributed import Client, LocalCluster
 
-    from eta_cli import dask_ingest, dask_predict, dask_train, ingest
+    from eta_cli import ingest
     from eta_cli.config import Settings
+    from eta_cli.ingest import dask as dask_ingest
+    from eta_cli.predict import dask as dask_predict
+    from eta_cli.train import dask as dask_train
 
     limit = parse_bytes(args.worker_memory)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="eta-scale-"))

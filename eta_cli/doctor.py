@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from eta_cli.config import ENV_VARS, ConfigError, Settings, redact_url
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 PASS = "pass"
 FAIL = "fail"
@@ -198,7 +198,7 @@ def _run_bounded(check: Callable[[], _Verdict], timeout_s: float) -> tuple[_Verd
                 traceback.print_exc()
             box["verdict"] = _Verdict(
                 FAIL,
-                f"unexpected {type(exc).__name__}: {_first_line(exc)}",
+                f"unexpected {type(exc).__name__}: {first_line(exc)}",
                 "set ETA_DEBUG=1 for the traceback",
             )
 
@@ -221,15 +221,6 @@ def _run_bounded(check: Callable[[], _Verdict], timeout_s: float) -> tuple[_Verd
         FAIL, "the check stopped without a result", "set ETA_DEBUG=1 and run again"
     )
     return verdict, seconds
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
-    text = str(orig if orig is not None else exc).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(exc).__name__
 
 
 def _env_name(setting: str) -> str:
@@ -335,7 +326,7 @@ def _db_connect(uri: str, what: str, env: str) -> tuple[str, str | None]:
         engine = sa.create_engine(uri, connect_args=connect_args, poolclass=sa.pool.NullPool)
     except Exception as exc:  # bad URL, missing driver
         raise _Failed(
-            f"{what} {shown} is not a usable URL: {_first_line(exc)}", f"fix {env}"
+            f"{what} {shown} is not a usable URL: {first_line(exc)}", f"fix {env}"
         ) from exc
     try:
         with engine.connect() as conn:
@@ -344,7 +335,7 @@ def _db_connect(uri: str, what: str, env: str) -> tuple[str, str | None]:
             if sa.inspect(conn).has_table("alembic_version"):
                 revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except sa.exc.SQLAlchemyError as exc:
-        reason = _first_line(exc)
+        reason = first_line(exc)
         raise _Failed(f"cannot connect to {what} {shown}: {reason}", _db_hint(reason, env)) from exc
     finally:
         engine.dispose()
@@ -375,9 +366,7 @@ def _probe_http(uri: str, what: str, env: str) -> str:
             f"`... logs mlflow`) or fix {env}",
         ) from exc
     except requests.exceptions.RequestException as exc:
-        raise _Failed(
-            f"cannot connect to {what} {shown}: {_first_line(exc)}", f"fix {env}"
-        ) from exc
+        raise _Failed(f"cannot connect to {what} {shown}: {first_line(exc)}", f"fix {env}") from exc
     if response.status_code != 200:
         raise _Failed(
             f"{what} {shown} answered HTTP {response.status_code} on /health",
@@ -473,7 +462,7 @@ def _check_tracking(settings: Settings) -> _Verdict:
                 created = True
         except Exception as exc:
             raise _Failed(
-                f"MLflow tracking store {redact_url(uri)} failed: {_first_line(exc)}",
+                f"MLflow tracking store {redact_url(uri)} failed: {first_line(exc)}",
                 f"check {_env_name('tracking_uri')} (an old database may need "
                 "`mlflow db upgrade <uri>`)",
             ) from exc
@@ -584,7 +573,7 @@ def _probe_s3(settings: Settings, target: Any, what: str) -> str:
                 f"check {_aws_credentials_source(settings)}; on EC2 leave the keys empty "
                 "so the instance profile is used",
             ) from exc
-        message = error.get("Message") or _first_line(exc)
+        message = error.get("Message") or first_line(exc)
         raise _Failed(
             f"{subject}: cannot {step} s3://{bucket}/{key} at {where}: {code} {message}{leftover}",
             "check the bucket and the credentials",
@@ -603,10 +592,10 @@ def _probe_s3(settings: Settings, target: Any, what: str) -> str:
             )
         else:
             hint = "check this machine's route to S3 (NAT or VPC endpoint) and AWS_REGION"
-        raise _Failed(f"{subject}: cannot reach S3 at {where}: {_first_line(exc)}", hint) from exc
+        raise _Failed(f"{subject}: cannot reach S3 at {where}: {first_line(exc)}", hint) from exc
     except BotoCoreError as exc:
         raise _Failed(
-            f"{subject}: S3 at {where} failed: {_first_line(exc)}", "check the AWS settings"
+            f"{subject}: S3 at {where} failed: {first_line(exc)}", "check the AWS settings"
         ) from exc
     return f"wrote and deleted a probe object under {place}/{PROBE_DIR}/ ({where})"
 
@@ -648,8 +637,7 @@ def _probe_mlflow_repository(settings: Settings, root: str) -> str:
             repository.delete_artifacts(f"{PROBE_DIR}/{name}")
         except Exception as exc:
             raise _Failed(
-                f"artifact store {root}: cannot write and delete through MLflow: "
-                f"{_first_line(exc)}",
+                f"artifact store {root}: cannot write and delete through MLflow: {first_line(exc)}",
                 "a server behind mlflow-artifacts:/ must run with --serve-artifacts and reach "
                 "its artifact destination (see its logs)",
             ) from exc
@@ -746,7 +734,7 @@ def _check_model(settings: Settings, state: _State) -> _Verdict:
             )
         except Exception as exc:
             raise _Failed(
-                f"model registry {shown} failed: {_first_line(exc)}",
+                f"model registry {shown} failed: {first_line(exc)}",
                 f"check {_env_name('registry_uri')} / {_env_name('tracking_uri')}",
             ) from exc
     if model is None:
@@ -792,7 +780,7 @@ def _check_model(settings: Settings, state: _State) -> _Verdict:
 def _check_monitoring(settings: Settings, fix: bool) -> _Verdict:
     import sqlalchemy as sa
 
-    from eta_cli import monitoring
+    from eta_cli.monitor import database as monitoring
 
     url = settings.effective_database_url
     shown = redact_url(url)
@@ -801,7 +789,7 @@ def _check_monitoring(settings: Settings, fix: bool) -> _Verdict:
     try:
         engine = monitoring.make_engine(url)
     except Exception as exc:
-        raise _Failed(f"{subject} is not a usable URL: {_first_line(exc)}", f"fix {env}") from exc
+        raise _Failed(f"{subject} is not a usable URL: {first_line(exc)}", f"fix {env}") from exc
     try:
         try:
             with engine.connect() as conn:
@@ -810,7 +798,7 @@ def _check_monitoring(settings: Settings, fix: bool) -> _Verdict:
             inspector = sa.inspect(engine)
             missing = [t for t in monitoring.metadata.tables if not inspector.has_table(t)]
         except sa.exc.SQLAlchemyError as exc:
-            reason = _first_line(exc)
+            reason = first_line(exc)
             raise _Failed(f"cannot connect to {subject}: {reason}", _db_hint(reason, env)) from exc
         target = monitoring.SCHEMA_VERSION
         if version is not None and version < target:

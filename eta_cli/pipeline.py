@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eta_cli import schema
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -319,12 +319,11 @@ def _default_log(line: str) -> None:
     sys.stderr.flush()
 
 
-def _first_line(exc: BaseException) -> str:
+def _log_line(exc: BaseException) -> str:
     """One line for the log; unexpected errors (bugs) keep their type name."""
-    text = str(exc).strip()
-    line = text.splitlines()[0][:500] if text else ""
+    line = first_line(exc, limit=500)
     if isinstance(exc, EtaError):
-        return line or type(exc).__name__
+        return line
     return f"internal error {type(exc).__name__}: {line}"
 
 
@@ -409,7 +408,7 @@ def _ingest_step(
     try:
         files, remote, skipped = new_files(settings, sources, inbox)
     except Exception as exc:  # logged as a failed step
-        record(Step("ingest", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("ingest", "failed", time.perf_counter() - tick, _log_line(exc)))
         return
     if not files and not remote and not synthetic:
         detail = (
@@ -426,7 +425,7 @@ def _ingest_step(
             [*files, *remote], settings, synthetic=synthetic, seed=seed, drift=drift
         )
     except Exception as exc:  # logged as a failed step
-        record(Step("ingest", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("ingest", "failed", time.perf_counter() - tick, _log_line(exc)))
         return
     _remember_files(settings, files, outcome.run_id)
     record(
@@ -457,7 +456,8 @@ def _drift_step(
     record: Callable[[Step], Step],
 ) -> Any:
     """Drift report of the new orders; returns every order id present (None on failure)."""
-    from eta_cli import drift, ingest
+    from eta_cli import ingest
+    from eta_cli.monitor import drift
 
     tick = time.perf_counter()
     try:
@@ -466,13 +466,13 @@ def _drift_step(
         record(Step("drift", "skipped", time.perf_counter() - tick, "no ingested orders yet"))
         return None
     except Exception as exc:  # logged as a failed step
-        record(Step("drift", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("drift", "failed", time.perf_counter() - tick, _log_line(exc)))
         return None
     result.new_orders = len(frame)
     try:
         champion = _champion_version(settings)
     except Exception as exc:  # logged as a failed step
-        record(Step("drift", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("drift", "failed", time.perf_counter() - tick, _log_line(exc)))
         return None
     if champion is None:
         record(
@@ -498,7 +498,7 @@ def _drift_step(
             alert_webhook=alert_webhook,
         )
     except Exception as exc:  # logged as a failed step
-        record(Step("drift", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("drift", "failed", time.perf_counter() - tick, _log_line(exc)))
         return None
     result.dataset_drift = report.dataset_drift
     problems = list(report.errors)
@@ -562,7 +562,7 @@ def _train_step(
     try:
         trained = train.train(settings, **kwargs)
     except Exception as exc:  # logged as a failed step
-        record(Step("train", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("train", "failed", time.perf_counter() - tick, _log_line(exc)))
         return None
     metrics = trained.metrics
     record(
@@ -587,7 +587,7 @@ def _register_step(
     try:
         registered = registry.register(settings, run_id=run_id)
     except Exception as exc:  # logged as a failed step
-        record(Step("register", "failed", time.perf_counter() - tick, _first_line(exc)))
+        record(Step("register", "failed", time.perf_counter() - tick, _log_line(exc)))
         return
     result.promoted = registered.action in (registry.CHAMPION, "promoted")
     record(

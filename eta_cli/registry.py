@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eta_cli.config import Settings, redact_url
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,18 +191,13 @@ def _resolve(client: MlflowClient, settings: Settings, uri: str) -> _Resolved:
         )
     except MlflowException as exc:
         if _is_not_found(exc):
-            raise ModelNotFoundError(f"no model at {uri!r}: {_first_line(exc)}") from exc
+            raise ModelNotFoundError(f"no model at {uri!r}: {first_line(exc)}") from exc
         from eta_cli.tracking import TrackingError
 
         raise TrackingError(
             f"MLflow registry {redact_url(settings.effective_registry_uri)} failed while "
-            f"resolving {uri!r}: {_first_line(exc)}"
+            f"resolving {uri!r}: {first_line(exc)}"
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _download(artifact_uri: str, dst: str) -> str:
@@ -262,7 +257,7 @@ def _load_eta_model(directory: Path, uri: str) -> EtaModel:
     try:
         return EtaModel.load(directory)
     except (ValueError, OSError, KeyError) as exc:
-        raise ModelNotFoundError(f"model at {uri} cannot be loaded: {_first_line(exc)}") from exc
+        raise ModelNotFoundError(f"model at {uri} cannot be loaded: {first_line(exc)}") from exc
 
 
 def load_model(settings: Settings, model_uri: str | None = None) -> LoadedModel:
@@ -308,7 +303,7 @@ def load_model(settings: Settings, model_uri: str | None = None) -> LoadedModel:
             raise
         except Exception as exc:
             raise ModelNotFoundError(
-                f"could not download the model of {uri} from {resolved.root}: {_first_line(exc)}"
+                f"could not download the model of {uri} from {resolved.root}: {first_line(exc)}"
             ) from exc
         model = _load_eta_model(directory, uri)
     metrics = _metrics_of(model)
@@ -350,12 +345,12 @@ def resolve_version(settings: Settings, name: str, alias: str) -> str | None:
                 return None
             raise tracking.TrackingError(
                 f"MLflow registry {redact_url(settings.effective_registry_uri)} failed: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from exc
         except Exception as exc:
             raise tracking.TrackingError(
                 f"MLflow registry {redact_url(settings.effective_registry_uri)} unreachable: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from exc
 
 
@@ -373,7 +368,7 @@ def _run_artifact_frame(client: MlflowClient, run_id: str, path: str, what: str)
             local = client.download_artifacts(run_id, path, tmp)
         except Exception as exc:
             raise ModelNotFoundError(
-                f"training run {run_id} has no {what} ({path}): {_first_line(exc)}"
+                f"training run {run_id} has no {what} ({path}): {first_line(exc)}"
             ) from exc
         return pd.read_parquet(local)
 
@@ -513,8 +508,7 @@ def register(settings: Settings, run_id: str | None = None, force: bool = False)
         run = client.get_run(run_id) if run_id else best_run(settings, client)
     except MlflowException as exc:
         raise RegistryError(
-            f"no run {run_id!r} in {redact_url(settings.effective_tracking_uri)}: "
-            f"{_first_line(exc)}"
+            f"no run {run_id!r} in {redact_url(settings.effective_tracking_uri)}: {first_line(exc)}"
         ) from exc
     run_id = run.info.run_id
     if run.data.tags.get(TAG_RUN_TYPE) != RUN_TYPE_TRAINING:

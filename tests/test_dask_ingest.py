@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from helpers_dask import quarantine_keys, worker_env, write_source_files
 
-from eta_cli import dask_ingest, ingest
+from eta_cli import ingest
 from eta_cli.cli import main
 from eta_cli.config import Settings
+from eta_cli.ingest import dask as dask_ingest
 
 pytest_plugins = ("fixtures_dask",)  # the session's two-worker cluster: dask_client
 

@@ -14,10 +14,11 @@ from conftest import free_port
 from helpers_dask import worker_env
 from helpers_model import tiny_model
 
-from eta_cli import dask_predict, ingest, predict, registry, synthetic
+from eta_cli import ingest, predict, registry, synthetic
 from eta_cli.cli import main
 from eta_cli.config import Settings
 from eta_cli.dask_engine import ClusterError
+from eta_cli.predict import dask as dask_predict
 
 pytest_plugins = ("fixtures_dask",)  # the session's two-worker cluster: dask_client
 

@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eta_cli import dask_predict, dask_train, evaluation, features, ingest, registry, schema
+from eta_cli import features, ingest, registry, schema
 from eta_cli import train as local_train
 from eta_cli.cli import main
 from eta_cli.config import Settings
+from eta_cli.predict import dask as dask_predict
+from eta_cli.train import dask as dask_train
+from eta_cli.train import metrics as evaluation
 
 pytest_plugins = ("fixtures_dask",)  # the session's two-worker cluster: dask_client
 

@@ -22,9 +22,10 @@ import sqlalchemy as sa
 from conftest import free_port, wait_for_port
 from helpers_model import log_and_register, tiny_model
 
-from eta_cli import doctor, monitoring
+from eta_cli import doctor
 from eta_cli.cli import main
 from eta_cli.config import Settings, load_settings
+from eta_cli.monitor import database as monitoring
 
 NAMES = [name for name, _ in doctor.CHECKS]
 STATUSES = {"pass", "fail", "n/a", "not run"}

@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 from helpers_model import fake_loaded
 
-from eta_cli import drift, monitoring, synthetic
+from eta_cli import synthetic
 from eta_cli.cli import main
 from eta_cli.config import Settings
 from eta_cli.model import OUTPUT_COLUMNS
+from eta_cli.monitor import database as monitoring
+from eta_cli.monitor import drift
 from eta_cli.storage import StorageError
 
 REF_ROWS = 4000

@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from eta_cli import drift, ingest, registry, train
+from eta_cli import ingest, registry, train
 from eta_cli.config import Settings
+from eta_cli.monitor import drift
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_defaults_compare_newest_orders_with_the_champions_reference(
 def test_prediction_log_window_joins_actual_delivery_times(
     settings: Settings, champion: registry.LoadedModel
 ) -> None:
-    from eta_cli.prediction_log import LogEntry, PredictionLog
+    from eta_cli.serve.prediction_log import LogEntry, PredictionLog
 
     orders = ingest.read_orders(settings).sort_values("created_at").tail(1200)
     # As a client sends them: JSON values, ISO timestamps.

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from helpers_model import fake_loaded
 
-from eta_cli import drift, synthetic
+from eta_cli import synthetic
 from eta_cli.config import Settings
+from eta_cli.monitor import drift
 
 CHROMIUM = Path("/usr/bin/chromium")
 OFFLINE_FLAGS = [

@@ -23,8 +23,10 @@ import sqlalchemy as sa
 import yaml
 from helpers_model import fake_loaded, sample_orders
 
-from eta_cli import drift, monitoring, synthetic
+from eta_cli import synthetic
 from eta_cli.config import Settings
+from eta_cli.monitor import database as monitoring
+from eta_cli.monitor import drift
 
 GRAFANA = Path(__file__).resolve().parent.parent / "docker" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "eta.json"
@@ -206,7 +208,7 @@ def test_expand_replaces_macros_like_grafana() -> None:
 @pytest.fixture
 def filled_pg(pg_url: str, settings: Settings) -> dict[str, Any]:
     """Two real drift reports (stable, drifted) and a prediction log of two model versions."""
-    from eta_cli.prediction_log import LogEntry, PredictionLog
+    from eta_cli.serve.prediction_log import LogEntry, PredictionLog
 
     pg_settings = settings.replace(database_url=pg_url)
     engine = monitoring.make_engine(pg_url)

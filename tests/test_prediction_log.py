@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 from helpers_model import fake_loaded, sample_orders
 
-from eta_cli import monitoring, validation
-from eta_cli.prediction_log import LogEntry, PredictionLog
+from eta_cli import validation
+from eta_cli.monitor import database as monitoring
 from eta_cli.serve import ModelProvider, create_app
+from eta_cli.serve.prediction_log import LogEntry, PredictionLog
 
 ORDERS = sample_orders(10, with_id=True)
 
@@ -187,7 +188,7 @@ def test_predictions_through_the_app_are_logged(settings):
 
 
 def test_driver_rows_carry_what_the_sqlalchemy_rows_carry():
-    from eta_cli.prediction_log import ROW_COLUMNS, entry_rows, entry_tuples
+    from eta_cli.serve.prediction_log import ROW_COLUMNS, entry_rows, entry_tuples
 
     e = entry(3)
     for as_dict, as_tuple in zip(entry_rows(e), entry_tuples(e, sqlite=False), strict=True):

@@ -15,8 +15,8 @@ import pytest
 from helpers_model import fake_loaded, sample_orders, tiny_model
 
 from eta_cli import validation
-from eta_cli.prediction_log import PredictionLog
 from eta_cli.serve import ModelProvider, create_app
+from eta_cli.serve.prediction_log import PredictionLog
 
 ORDERS = sample_orders(30, with_id=True)
 ORDER = {k: v for k, v in ORDERS[0].items() if k != "order_id"}

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from conftest import free_port, wait_for_port
 from helpers_model import ServerThread, fake_loaded, log_and_register, sample_orders, tiny_model
 
-from eta_cli import monitoring, validation
+from eta_cli import validation
+from eta_cli.monitor import database as monitoring
 from eta_cli.predict import format_predictions
-from eta_cli.prediction_log import PredictionLog
 from eta_cli.serve import ModelProvider, create_app
+from eta_cli.serve.prediction_log import PredictionLog
 
 ORDERS = sample_orders(24, seed=5, with_id=True)
 ETA = str(Path(sys.executable).with_name("eta"))

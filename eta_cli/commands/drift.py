@@ -76,7 +76,7 @@ def drift_report_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary object."),
 ) -> None:
-    from eta_cli import drift
+    from eta_cli.monitor import drift
 
     settings = settings_from(ctx)
     result = drift.drift_report(

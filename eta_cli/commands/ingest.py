@@ -71,7 +71,7 @@ def ingest_command(
         _ProgressBar(show_progress) as report,
     ):
         if client is not None:
-            from eta_cli import dask_ingest
+            from eta_cli.ingest import dask as dask_ingest
 
             result = dask_ingest.ingest_files(
                 sources or [],

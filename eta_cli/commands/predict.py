@@ -176,7 +176,7 @@ def _run_dask_batch(
     chunk_rows: int,
     output_format: str,
 ) -> None:
-    from eta_cli import dask_predict
+    from eta_cli.predict import dask as dask_predict
 
     if input_uri is None or output_uri is None or url:
         raise EtaError(

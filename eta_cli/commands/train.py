@@ -74,7 +74,7 @@ def train_command(
     quiet_mlflow()
     settings = settings_from(ctx, experiment_name=experiment)
     if dask_engine.check_engine(engine, scheduler) == "dask":
-        from eta_cli import dask_train
+        from eta_cli.train import dask as dask_train
 
         dask_train.check_options(trials, max_rounds)
         with dask_engine.engine_client(engine, scheduler, err_console) as client:

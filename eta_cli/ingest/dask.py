@@ -41,7 +41,7 @@ import pyarrow as pa
 from eta_cli import ingest, storage
 from eta_cli.config import Settings
 from eta_cli.dask_engine import Tracker
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 from eta_cli.ingest import IngestError, IngestResult, Progress, ProgressCallback
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def stage_source(job: _Job, settings: Settings, lake_uri: str, run_id: str) -> S
         except EtaError:
             raise
         except (OSError, pa.ArrowException, EOFError, UnicodeDecodeError) as exc:
-            raise IngestError(f"{job.label}: unreadable file: {_first_line(exc)}") from exc
+            raise IngestError(f"{job.label}: unreadable file: {first_line(exc)}") from exc
         finally:
             stage.close()
         segments = stage.segments
@@ -348,8 +348,3 @@ def _assemble(
     result.cleaned = dict(sorted(result.cleaned.items(), key=lambda kv: (-kv[1], kv[0])))
     result.partitions.sort()
     return moves
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

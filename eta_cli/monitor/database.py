@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     from eta_cli.config import Settings
@@ -139,7 +139,7 @@ def ensure_schema(engine: sa.Engine) -> None:
     except sa.exc.SQLAlchemyError as exc:
         raise MonitoringError(
             f"monitoring database {engine.url.render_as_string(hide_password=True)}: "
-            f"{_first_line(exc)}"
+            f"{first_line(exc)}"
         ) from exc
 
 
@@ -150,8 +150,3 @@ def current_schema_version(engine: sa.Engine) -> int | None:
         return None
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,6 +27,7 @@ import numpy as np
 from eta_cli import schema, storage
 from eta_cli.config import Settings
 from eta_cli.dask_engine import DataFile, Tracker, list_files
+from eta_cli.errors import first_line
 from eta_cli.predict import DEFAULT_CHUNK_ROWS, PredictError
 
 if TYPE_CHECKING:
@@ -350,7 +351,7 @@ def score_file(
             os.replace(target, out_path)
     except (OSError, pa.ArrowException) as exc:
         raise PredictError(
-            f"batch prediction {input_uri} -> {output_uri} failed: {_first_line(exc)}"
+            f"batch prediction {input_uri} -> {output_uri} failed: {first_line(exc)}"
         ) from exc
     finally:
         if writer is not None:
@@ -480,8 +481,3 @@ def _token() -> str:
     import uuid
 
     return uuid.uuid4().hex[:12]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

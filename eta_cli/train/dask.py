@@ -37,7 +37,7 @@ import numpy as np
 from eta_cli import features, schema, storage
 from eta_cli.config import Settings
 from eta_cli.dask_engine import Tracker, cluster_size, wait_persisted
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 from eta_cli.train import (
     DEFAULT_MAX_ROUNDS,
     DEFAULT_SEED,
@@ -105,7 +105,7 @@ def _parquet_parts(
             with filesystem.open_input_file(file.path) as handle:
                 return pq.ParquetFile(handle).metadata
         except Exception as exc:
-            raise TrainError(f"cannot read {file.uri}: {_first_line(exc)}") from exc
+            raise TrainError(f"cannot read {file.uri}: {first_line(exc)}") from exc
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         metas = list(pool.map(footer, files))
@@ -172,7 +172,7 @@ def _load_part(part: Part, settings: Settings, wanted: list[str], since_ns: int 
             else:
                 table = parquet.read_row_groups(list(part.row_groups), columns=wanted)
     except (OSError, pa.ArrowException) as exc:
-        raise TrainError(f"cannot read {part.uri}: {_first_line(exc)}") from exc
+        raise TrainError(f"cannot read {part.uri}: {first_line(exc)}") from exc
     if schema.ORDER_ID not in table.column_names:  # --data without ids: stable, unique ones
         ids = pa.array([f"p{part.index}-{i}" for i in range(table.num_rows)], pa.string())
         table = table.append_column(schema.ORDER_ID, ids)
@@ -747,8 +747,3 @@ def train(
         )
     finally:
         persisted.clear()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -518,7 +518,7 @@ def _prediction_log(
     import pandas as pd
     import sqlalchemy as sa
 
-    from eta_cli import monitoring
+    from eta_cli.monitor import database as monitoring
 
     if since is None:
         since = timedelta(hours=24)
@@ -775,7 +775,7 @@ def _write_html(snapshot: Any, result: DriftResult, path: Path) -> None:
 
 def _store(settings: Settings, result: DriftResult) -> int:
     """One ``drift_reports`` row and its ``drift_columns`` rows; returns the report id."""
-    from eta_cli import monitoring
+    from eta_cli.monitor import database as monitoring
 
     engine = monitoring.engine_for(settings)
     try:
@@ -1055,7 +1055,7 @@ def drift_report(
 
     webhook = alert_webhook or settings.alert_webhook
     if webhook and result.dataset_drift:
-        from eta_cli.alerts import post_webhook
+        from eta_cli.monitor.alerts import post_webhook
 
         outcome = post_webhook(webhook, alert_text(result))
         result.alert = outcome.to_dict()
@@ -1065,7 +1065,7 @@ def drift_report(
 
 def _set_uris(settings: Settings, result: DriftResult) -> None:
     """Point the stored row at the local files after a failed upload."""
-    from eta_cli import monitoring
+    from eta_cli.monitor import database as monitoring
 
     engine = monitoring.engine_for(settings)
     try:

@@ -299,7 +299,7 @@ class PredictionLog:
                 self._cond.notify_all()
 
     def _insert(self, entries: list[LogEntry]) -> None:
-        from eta_cli import monitoring
+        from eta_cli.monitor import database as monitoring
 
         if self._engine is None:
             factory = self._engine_factory or monitoring.make_engine
@@ -338,7 +338,7 @@ class PredictionLog:
     def _sql(placeholder: str | None) -> str:
         """INSERT for the driver: ``?`` placeholders (sqlite3), or one ``%s`` for the whole
         VALUES list (psycopg2's execute_values)."""
-        from eta_cli import monitoring
+        from eta_cli.monitor import database as monitoring
 
         columns = ", ".join(ROW_COLUMNS)
         values = "%s" if placeholder is None else f"({', '.join(placeholder for _ in ROW_COLUMNS)})"

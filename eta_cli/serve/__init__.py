@@ -24,15 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 from eta_cli.validation import ApiError, Problem
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from eta_cli.config import Settings
-    from eta_cli.prediction_log import PredictionLog
     from eta_cli.registry import LoadedModel
+    from eta_cli.serve.prediction_log import PredictionLog
 
 logger = logging.getLogger("eta.serve")
 access_logger = logging.getLogger("eta.serve.access")
@@ -49,11 +49,6 @@ JSON_MIMETYPE = "application/json"
 def _event(event: str, **fields: Any) -> None:
     """One structured (JSON) line for a service event: load, swap, unreachable registry."""
     logger.info(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def version_label(loaded: LoadedModel) -> str:
@@ -150,7 +145,7 @@ def accelerate(loaded: LoadedModel) -> LoadedModel:
                 raise ValueError("lean prediction differs from Booster.inplace_predict")
         fast = dataclasses.replace(model, booster=lean)
     except Exception as exc:  # an XGBoost we do not know: use its public API
-        _event("lean_predict_unavailable", error=_first_line(exc))
+        _event("lean_predict_unavailable", error=first_line(exc))
         return loaded
     return dataclasses.replace(loaded, model=fast)
 
@@ -267,9 +262,9 @@ class ModelProvider:
                 try:
                     version = self._resolve(name, alias)
                 except Exception as exc:
-                    message = f"unreachable: {_first_line(exc)}"
+                    message = f"unreachable: {first_line(exc)}"
                     if self.registry != message:
-                        _event("registry_unreachable", error=_first_line(exc))
+                        _event("registry_unreachable", error=first_line(exc))
                     self.registry = message
                     if current is None:
                         self.last_error = message
@@ -287,9 +282,9 @@ class ModelProvider:
             try:
                 loaded = self._load(self.model_uri)
             except Exception as exc:
-                self.last_error = f"could not load {self.model_uri}: {_first_line(exc)}"
+                self.last_error = f"could not load {self.model_uri}: {first_line(exc)}"
                 self.reloads["failed"] += 1
-                _event("model_load_failed", uri=self.model_uri, error=_first_line(exc))
+                _event("model_load_failed", uri=self.model_uri, error=first_line(exc))
                 return ReloadResult("failed", current and current.version, self.last_error)
             self.last_error = None
             self.reloads["loaded"] += 1
@@ -512,7 +507,7 @@ def create_app(
 
     from eta_cli import validation
     from eta_cli.predict import format_predictions
-    from eta_cli.prediction_log import LogEntry
+    from eta_cli.serve.prediction_log import LogEntry
 
     prefix = os.urandom(10).hex()  # unique per app; a counter after it (no syscall per request)
     counter = itertools.count(1)
@@ -773,7 +768,7 @@ def run(
 
     from waitress import create_server
 
-    from eta_cli.prediction_log import PredictionLog
+    from eta_cli.serve.prediction_log import PredictionLog
 
     check_model_uri(model_uri)
     host = host or settings.serve_host

@@ -840,8 +840,9 @@ def fit_and_log(
     """
     import mlflow
 
-    from eta_cli import __version__, evaluation, registry, tracking
+    from eta_cli import __version__, registry, tracking
     from eta_cli.model import MODEL_DIR_ARTIFACT, OUTPUT_COLUMNS
+    from eta_cli.train import metrics as evaluation
 
     levels = output_levels(settings)
     quantiles = model_quantiles(settings)

@@ -70,7 +70,7 @@ import pyarrow.compute as pc
 
 from eta_cli import schema, storage
 from eta_cli.config import Settings
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -277,7 +277,7 @@ def open_dataset(settings_or_uri: Settings | str, *, settings: Settings | None =
     try:
         info = filesystem.get_file_info(path)
     except OSError as exc:
-        raise storage.StorageError(f"cannot read {uri}: {_first_line(exc)}") from exc
+        raise storage.StorageError(f"cannot read {uri}: {first_line(exc)}") from exc
     if info.type.name == "NotFound":
         raise NoOrdersError(f"no orders at {uri}: run `eta ingest` first")
     partitioning = ds.partitioning(pa.schema([(schema.ORDER_DATE, pa.string())]), flavor="hive")
@@ -290,7 +290,7 @@ def open_dataset(settings_or_uri: Settings | str, *, settings: Settings | None =
             schema=schema.arrow_schema(),
         )
     except (OSError, pa.ArrowException) as exc:
-        raise storage.StorageError(f"cannot read the dataset at {uri}: {_first_line(exc)}") from exc
+        raise storage.StorageError(f"cannot read the dataset at {uri}: {first_line(exc)}") from exc
 
 
 def read_orders(
@@ -325,7 +325,7 @@ def read_orders(
     try:
         table = dataset.to_table(columns=wanted, filter=expression)
     except (OSError, pa.ArrowException) as exc:
-        raise storage.StorageError(f"cannot read orders: {_first_line(exc)}") from exc
+        raise storage.StorageError(f"cannot read orders: {first_line(exc)}") from exc
     return _to_pandas(table)
 
 
@@ -392,7 +392,7 @@ def storage_errors(lake: Lake) -> Iterator[None]:
         yield
     except (OSError, pa.ArrowException, BotoCoreError, ClientError) as exc:
         raise storage.StorageError(
-            f"ingest failed writing to {lake.uri_of(lake.root)}: {_first_line(exc)}"
+            f"ingest failed writing to {lake.uri_of(lake.root)}: {first_line(exc)}"
         ) from exc
 
 
@@ -536,7 +536,7 @@ def _expand_s3(source: str, settings: Settings) -> list[_Source]:
                 if _wanted(base):
                     keys.append((name, obj["Size"]))
     except (BotoCoreError, ClientError) as exc:
-        raise IngestError(f"{source}: cannot reach S3 ({endpoint}): {_first_line(exc)}") from exc
+        raise IngestError(f"{source}: cannot reach S3 ({endpoint}): {first_line(exc)}") from exc
     if not keys:
         what = "no object matches" if pattern else "no such object (and no CSV/Parquet under it)"
         raise IngestError(f"{source}: {what}")
@@ -598,7 +598,7 @@ def _check_source(src: _Source) -> None:
         raise
     except (OSError, pa.ArrowException, EOFError, UnicodeDecodeError) as exc:
         what = "Parquet" if src.kind == "parquet" else ("gzip CSV" if src.gzip else "CSV")
-        raise IngestError(f"{src.uri}: unreadable {what} file: {_first_line(exc)}") from exc
+        raise IngestError(f"{src.uri}: unreadable {what} file: {first_line(exc)}") from exc
     src.header = names
     missing = [c for c in schema.COLUMN_NAMES if c not in names]
     if len(missing) == len(schema.COLUMN_NAMES):
@@ -769,7 +769,7 @@ def _stream(
                 except (EtaError, KeyboardInterrupt):
                     raise
                 except (OSError, pa.ArrowException, EOFError, UnicodeDecodeError) as exc:
-                    raise IngestError(f"{src.uri}: unreadable file: {_first_line(exc)}") from exc
+                    raise IngestError(f"{src.uri}: unreadable file: {first_line(exc)}") from exc
                 if malformed:
                     quarantine_malformed(malformed, src.uri, stage, result)
                 done_bytes += src.size or 0
@@ -1265,7 +1265,7 @@ class Lake:
             ) from exc
         except BotoCoreError as exc:
             raise IngestError(
-                f"output s3://{self.root}: cannot reach S3 ({endpoint}): {_first_line(exc)}"
+                f"output s3://{self.root}: cannot reach S3 ({endpoint}): {first_line(exc)}"
             ) from exc
 
     @contextlib.contextmanager
@@ -1328,7 +1328,7 @@ class Lake:
             return pq.read_table(path, filesystem=self.fs)
         except (OSError, pa.ArrowException) as exc:
             raise storage.StorageError(
-                f"cannot read the published partition {self.uri_of(path)}: {_first_line(exc)}"
+                f"cannot read the published partition {self.uri_of(path)}: {first_line(exc)}"
             ) from exc
 
     def write_parquet(self, table: pa.Table, path: str) -> None:
@@ -1581,7 +1581,7 @@ def merge_day(lake: Lake, stage: _Stage, day: int, labels: list[str]) -> _Merged
         except (KeyError, pa.ArrowException) as exc:
             raise storage.StorageError(
                 f"published partition {lake.uri_of(final)} does not have the cleaned-orders "
-                f"schema: {_first_line(exc)}"
+                f"schema: {first_line(exc)}"
             ) from exc
         seen = pc.is_in(ids, value_set=existing.column(schema.ORDER_ID).combine_chunks())
         duplicate |= seen.to_numpy(zero_copy_only=False)
@@ -1683,7 +1683,7 @@ def publish_staged(lake: Lake, stage: _Stage, moves: list[tuple[str, str]]) -> N
             _apply_moves(lake, moves)
         except Exception as exc:
             raise storage.StorageError(
-                f"publishing run {stage.run_id} failed: {_first_line(exc)}; the next "
+                f"publishing run {stage.run_id} failed: {first_line(exc)}; the next "
                 "`eta ingest` completes it"
             ) from exc
         lake.delete_file(journal)
@@ -1710,7 +1710,7 @@ def recover(lake: Lake) -> list[str]:
             moves, staging, run_id = plan["moves"], plan["staging"], plan["run_id"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise storage.StorageError(
-                f"cannot read the publish journal {lake.uri_of(path)}: {_first_line(exc)}"
+                f"cannot read the publish journal {lake.uri_of(path)}: {first_line(exc)}"
             ) from exc
         _apply_moves(lake, moves)
         lake.delete_file(path)
@@ -1788,8 +1788,3 @@ def new_run_id() -> str:
     from datetime import UTC
 
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

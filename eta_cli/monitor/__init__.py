@@ -1,0 +1,1 @@
+"""Monitoring: drift reports, the monitoring database and alerts."""
