@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
+from eta_cli.progress import ProgressCallback, report
 
 if TYPE_CHECKING:
     from distributed import Client
-    from rich.console import Console
 
 ENGINES = ("local", "dask")
 WORKERS_ENV = "ETA_DASK_WORKERS"
@@ -139,7 +139,7 @@ def _connect(address: str, timeout_s: float) -> Client:
         client = Client(address.strip(), timeout=f"{timeout_s}s")
     except Exception as exc:
         raise ClusterError(
-            f"cannot connect to the Dask scheduler at {address}: {_reason(exc)} "
+            f"cannot connect to the Dask scheduler at {address}: {first_line(exc)} "
             "(is `dask scheduler` running there and the port reachable?)"
         ) from exc
     try:
@@ -153,20 +153,14 @@ def _connect(address: str, timeout_s: float) -> Client:
     return client
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:300]
-
-
 @contextlib.contextmanager
 def dask_client(
-    options: ClusterOptions | None = None, console: Console | None = None
+    options: ClusterOptions | None = None, progress: ProgressCallback | None = None
 ) -> Iterator[Client]:
     """A connected ``distributed.Client`` for the block; a local cluster is closed after it.
 
-    Prints the scheduler, the number of workers and the dashboard address on
-    ``console`` (stderr in the CLI), so a long run can be watched in the browser.
+    Reports the scheduler, the number of workers and the dashboard address as progress
+    messages (stderr in the CLI), so a long run can be watched in the browser.
     """
     import logging
 
@@ -180,11 +174,12 @@ def dask_client(
     if scheduler:
         client = _connect(scheduler, options.connect_timeout_s)
         where = f"Dask scheduler {scheduler}"
-        if console is not None:
-            console.print(
-                "[dim]inputs and outputs must be reachable from every worker: "
-                "s3:// URIs or a filesystem mounted at the same path[/]"
-            )
+        report(
+            progress,
+            "cluster",
+            message="inputs and outputs must be reachable from every worker: "
+            "s3:// URIs or a filesystem mounted at the same path",
+        )
     else:
         from distributed import Client, LocalCluster
 
@@ -205,17 +200,19 @@ def dask_client(
         except Exception as exc:
             if cluster is not None:
                 cluster.close()
-            raise ClusterError(f"cannot start a local Dask cluster: {_reason(exc)}") from exc
+            raise ClusterError(f"cannot start a local Dask cluster: {first_line(exc)}") from exc
         where = "local Dask cluster"
     try:
-        if console is not None:
+        if progress is not None:
             n, threads, memory_total = cluster_size(client)
             per_worker = (
                 f", {memory_total / max(n, 1) / 2**30:.1f} GiB each" if memory_total else ""
             )
-            console.print(
-                f"[bold]{where}[/]: {n} worker(s), {threads} thread(s){per_worker}; "
-                f"dashboard {dashboard_text(client, local=cluster is not None)}"
+            report(
+                progress,
+                "cluster",
+                message=f"{where}: {n} worker(s), {threads} thread(s){per_worker}; "
+                f"dashboard {dashboard_text(client, local=cluster is not None)}",
             )
         yield client
     finally:
@@ -241,13 +238,13 @@ def dashboard_text(client: Client, local: bool = True) -> str:
 
 
 class Tracker:
-    """A Rich progress bar over a list of futures (partitions, files or days).
+    """Progress events over a list of futures (partitions, files or days).
 
-    A no-op when ``console`` is None, so library calls and ``--json`` stay quiet.
+    A no-op when ``progress`` is None, so library calls and ``--json`` stay quiet.
     """
 
-    def __init__(self, console: Console | None) -> None:
-        self.console = console
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.progress = progress
 
     def wait(
         self,
@@ -267,7 +264,9 @@ class Tracker:
 
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
-        bar = _bar(self.console, description, len(futures), unit)
+        total = len(futures)
+        report(self.progress, description, done=0, total=total, unit=unit)
+        finished = 0
         try:
             loop = futures[0].client.loop if futures else None
             for future in as_completed(list(futures), loop=loop):
@@ -280,52 +279,24 @@ class Tracker:
                         results[i] = value
                     if on_done is not None:
                         on_done(i, value)
-                if bar is not None:
-                    bar.advance(bar.task_ids[0])
+                finished += 1
+                report(self.progress, description, done=finished, total=total, unit=unit)
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-        finally:
-            if bar is not None:
-                bar.stop()
         return results
 
     @contextlib.contextmanager
     def step(self, description: str) -> Iterator[None]:
         """A spinner for a step without partitions to count (e.g. boosting rounds)."""
-        if self.console is None:
-            yield
-            return
         started = time.perf_counter()
-        with self.console.status(f"{description} ..."):
-            yield
-        self.console.print(f"{description}: {time.perf_counter() - started:.1f} s")
-
-
-def _bar(console: Console | None, description: str, total: int, unit: str) -> Any:
-    if console is None:
-        return None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    bar = Progress(
-        TextColumn(f"[bold]{description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    bar.add_task(description, total=total)
-    bar.start()
-    return bar
+        report(self.progress, description, done=0, total=None, unit="", note="...")
+        yield
+        seconds = time.perf_counter() - started
+        report(
+            self.progress, description, done=1, total=1, message=f"{description}: {seconds:.1f} s"
+        )
 
 
 def _result(future: Any, description: str) -> Any:
@@ -352,12 +323,12 @@ def _translate(exc: BaseException, description: str) -> None:
     if isinstance(exc, KilledWorker):
         raise ClusterError(
             f"a Dask worker died while {description} (out of memory? raise the worker "
-            f"memory limit or use smaller input files): {_reason(exc)}"
+            f"memory limit or use smaller input files): {first_line(exc)}"
         ) from exc
     name = type(exc).__name__
     if name in ("CommClosedError", "FutureCancelledError", "CancelledError"):
         raise ClusterError(
-            f"lost the Dask cluster while {description}: {name}: {_reason(exc)}"
+            f"lost the Dask cluster while {description}: {name}: {first_line(exc)}"
         ) from exc
 
 
@@ -430,7 +401,7 @@ def list_files(
     except EtaError:
         raise
     except OSError as exc:
-        raise storage.StorageError(f"{what} {uri}: cannot list: {_reason(exc)}") from exc
+        raise storage.StorageError(f"{what} {uri}: cannot list: {first_line(exc)}") from exc
     prefix = base.rstrip("/") + "/"
     found = []
     for item in listing:
@@ -462,11 +433,11 @@ SCHEDULER_HELP = (
 
 @contextlib.contextmanager
 def engine_client(
-    engine: str, scheduler: str | None, console: Console | None
+    engine: str, scheduler: str | None, progress: ProgressCallback | None = None
 ) -> Iterator[Client | None]:
     """None for ``--engine local``; a connected Dask client for ``--engine dask``."""
     if check_engine(engine, scheduler) == "local":
         yield None
         return
-    with dask_client(ClusterOptions.from_env(scheduler), console=console) as client:
+    with dask_client(ClusterOptions.from_env(scheduler), progress=progress) as client:
         yield client

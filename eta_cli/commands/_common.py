@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
 
 from eta_cli.config import Settings, load_settings
+from eta_cli.progress import Progress as ProgressEvent
+from eta_cli.progress import ProgressCallback
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,3 +36,60 @@ def print_json(payload: Any) -> None:
 
 def is_terminal() -> bool:
     return console.is_terminal
+
+
+@contextlib.contextmanager
+def progress_display(enabled: bool = True) -> Iterator[ProgressCallback | None]:
+    """Rich progress bars on stderr for library :class:`~eta_cli.progress.Progress` events.
+
+    One bar per task, created on its first event; messages are printed above the bars.
+    Yields None (no callback) when disabled or when stderr is not a terminal, so
+    ``--json`` and piped output stay clean.
+    """
+    if not enabled or not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bars = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[count]} {task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def show(event: ProgressEvent) -> None:
+        if event.message:
+            bars.console.print(event.message, highlight=False)
+        if not event.message or event.done or event.total:
+            if event.task not in tasks:
+                tasks[event.task] = bars.add_task(event.task, total=event.total, count="", note="")
+            bars.update(
+                tasks[event.task],
+                completed=event.done,
+                total=event.total,
+                count=_count_text(event),
+                note=event.note,
+            )
+
+    with bars:
+        yield show
+
+
+def _count_text(event: ProgressEvent) -> str:
+    """'3/8 files' beside a bar; byte counts are left to the percentage."""
+    if event.unit in ("", "bytes"):
+        return ""
+    if event.total is None:
+        return f"{event.done:,.0f} {event.unit}"
+    return f"{event.done:,.0f}/{event.total:,.0f} {event.unit}"

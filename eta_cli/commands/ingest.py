@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from eta_cli import dask_engine
-from eta_cli.commands._common import console, err_console, print_json, settings_from
+from eta_cli.commands._common import console, print_json, progress_display, settings_from
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from eta_cli.ingest import IngestResult, Progress
+    from eta_cli.ingest import IngestResult
 
 HELP = (
     "Validate orders (files, globs, directories, s3:// URIs or --synthetic N) and publish "
@@ -65,10 +63,9 @@ def ingest_command(
     from eta_cli import ingest as library
 
     settings = settings_from(ctx, data_uri=output)
-    show_progress = not as_json and err_console.is_terminal
     with (
-        dask_engine.engine_client(engine, scheduler, err_console) as client,
-        _ProgressBar(show_progress) as report,
+        progress_display(not as_json) as report,
+        dask_engine.engine_client(engine, scheduler, report) as client,
     ):
         if client is not None:
             from eta_cli.ingest import dask as dask_ingest
@@ -95,57 +92,6 @@ def ingest_command(
         print_json(result.to_dict())
     else:
         _summary(result)
-
-
-class _ProgressBar:
-    """A Rich progress bar on a terminal; a no-op callback otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        self.read_task = None
-        self.publish_task = None
-
-    def __enter__(self) -> Callable[[Progress], None] | None:
-        if not self.enabled:
-            return None
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rows]:,} rows"),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.bar.start()
-        self.read_task = self.bar.add_task("reading", total=None, rows=0)
-        return self.update
-
-    def update(self, event: Progress) -> None:
-        if event.phase == "read":
-            self.bar.update(
-                self.read_task, completed=event.done, total=event.total, rows=event.rows
-            )
-        else:
-            if self.publish_task is None:
-                self.bar.update(self.read_task, completed=event.total or 1, total=event.total or 1)
-                self.publish_task = self.bar.add_task(
-                    "publishing", total=event.total, rows=event.rows
-                )
-            self.bar.update(self.publish_task, completed=event.done, rows=event.rows)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _summary(result: IngestResult) -> None:

@@ -7,7 +7,14 @@ from typing import Any, Optional
 import typer
 
 from eta_cli import dask_engine
-from eta_cli.commands._common import console, err_console, is_terminal, print_json, settings_from
+from eta_cli.commands._common import (
+    console,
+    err_console,
+    is_terminal,
+    print_json,
+    progress_display,
+    settings_from,
+)
 from eta_cli.errors import EtaError
 
 HELP = """Predict delivery times with the champion in-process, or through a running server.
@@ -183,14 +190,17 @@ def _run_dask_batch(
             "--engine dask scores files: give --input DIR|s3://... --output DIR|s3://..."
         )
     job = dask_predict.plan(settings, input_uri, output_uri, model)  # before any cluster
-    with dask_engine.engine_client(engine, scheduler, err_console) as client:
+    with (
+        progress_display() as report,
+        dask_engine.engine_client(engine, scheduler, report) as client,
+    ):
         summary = dask_predict.predict_dataset(
             settings,
             client,
             input_uri,
             output_uri,
             chunk_rows=chunk_rows,
-            console=err_console if err_console.is_terminal else None,
+            progress=report,
             job=job,
         )
     if output_format == "json" or (output_format == "auto" and not is_terminal()):

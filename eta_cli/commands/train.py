@@ -7,7 +7,13 @@ from typing import Optional
 import typer
 
 from eta_cli import dask_engine
-from eta_cli.commands._common import console, err_console, print_json, settings_from
+from eta_cli.commands._common import (
+    console,
+    err_console,
+    print_json,
+    progress_display,
+    settings_from,
+)
 
 HELP = (
     "Train ETA models on a time split (newest orders = test): two naive baselines, a linear "
@@ -77,7 +83,10 @@ def train_command(
         from eta_cli.train import dask as dask_train
 
         dask_train.check_options(trials, max_rounds)
-        with dask_engine.engine_client(engine, scheduler, err_console) as client:
+        with (
+            progress_display(not as_json) as report,
+            dask_engine.engine_client(engine, scheduler, report) as client,
+        ):
             result = dask_train.train(
                 settings,
                 client,
@@ -86,7 +95,7 @@ def train_command(
                 max_rounds=max_rounds,
                 seed=seed,
                 since=since,
-                console=err_console if err_console.is_terminal else None,
+                progress=report,
             )
         if as_json:
             print_json(result.to_dict())

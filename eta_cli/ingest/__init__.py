@@ -58,7 +58,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -71,6 +71,7 @@ import pyarrow.compute as pc
 from eta_cli import schema, storage
 from eta_cli.config import Settings
 from eta_cli.errors import EtaError, first_line
+from eta_cli.progress import Progress, ProgressCallback
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -240,20 +241,6 @@ class IngestResult:
         data = asdict(self)
         data["balanced"] = self.balanced
         return data
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: ``done``/``total`` are bytes for files, rows for synthetic orders."""
-
-    phase: Literal["read", "publish"]
-    rows: int
-    done: int
-    total: int | None
-    source: str = ""
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 def dataset_uri(settings: Settings) -> str:
@@ -738,10 +725,18 @@ def _stream(
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
-            future, done, total, label = pending.popleft()
+            future, done, total, _source = pending.popleft()
             apply_checked(future.result(), stage, result)
             if progress:
-                progress(Progress("read", result.rows_read, done, total, label))
+                progress(
+                    Progress(
+                        "reading",
+                        done,
+                        total,
+                        unit="bytes" if total == total_bytes else "rows",
+                        note=f"{result.rows_read:,} rows",
+                    )
+                )
             checkpoint("chunk", rows=result.rows_read)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eta-ingest") as pool:
@@ -1542,7 +1537,15 @@ def _prepare_publish(
                 moves.append(merged.move)
                 result.partitions.append(merged.order_date)
             if progress:
-                progress(Progress("publish", result.rows_read, done, len(days)))
+                progress(
+                    Progress(
+                        "publishing",
+                        done,
+                        len(days),
+                        unit="days",
+                        note=f"{result.rows_read:,} rows",
+                    )
+                )
     stage.close()
     if result.rows_quarantined:
         import pyarrow.parquet as pq

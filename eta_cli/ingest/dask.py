@@ -42,11 +42,11 @@ from eta_cli import ingest, storage
 from eta_cli.config import Settings
 from eta_cli.dask_engine import Tracker
 from eta_cli.errors import EtaError, first_line
-from eta_cli.ingest import IngestError, IngestResult, Progress, ProgressCallback
+from eta_cli.ingest import IngestError, IngestResult
+from eta_cli.progress import Progress, ProgressCallback
 
 if TYPE_CHECKING:
     from distributed import Client
-    from rich.console import Console
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,6 @@ def ingest_files(
     drift: bool = False,
     output: str | None = None,
     progress: ProgressCallback | None = None,
-    console: Console | None = None,
 ) -> IngestResult:
     """Validate, clean and publish orders with one Dask task per source file.
 
@@ -229,7 +228,7 @@ def ingest_files(
     lake.check_writable()
     run_id = ingest.new_run_id()
     result = IngestResult(run_id=run_id, output=lake.uri_of(lake.orders), files=labels)
-    tracker = Tracker(console)
+    tracker = Tracker(progress)
     lake_uri = lake.uri_of(lake.root)
     token = uuid.uuid4().hex[:8]
 
@@ -250,7 +249,15 @@ def ingest_files(
                 done += 1
                 result.rows_read += item.rows_read
                 if progress:
-                    progress(Progress("read", result.rows_read, done, len(jobs), labels[0]))
+                    progress(
+                        Progress(
+                            "validating",
+                            done,
+                            len(jobs),
+                            unit="files",
+                            note=f"{result.rows_read:,} rows",
+                        )
+                    )
 
             staged: list[Staged] = tracker.wait(futures, "validating", unit="files", on_done=read)
             merged = _merge(client, tracker, lake_uri, settings, stage, staged, labels)
@@ -328,7 +335,11 @@ def _assemble(
             moves.append(day.move)
             result.partitions.append(day.order_date)
         if progress:
-            progress(Progress("publish", result.rows_read, done, len(merged)))
+            progress(
+                Progress(
+                    "publishing", done, len(merged), unit="days", note=f"{result.rows_read:,} rows"
+                )
+            )
     if result.rows_quarantined:
         target = lake.join("_staging", stage.run_id, "quarantine.parquet")
         if not lake.s3:

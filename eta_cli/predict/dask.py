@@ -29,10 +29,10 @@ from eta_cli.config import Settings
 from eta_cli.dask_engine import DataFile, Tracker, list_files
 from eta_cli.errors import first_line
 from eta_cli.predict import DEFAULT_CHUNK_ROWS, PredictError
+from eta_cli.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from distributed import Client
-    from rich.console import Console
 
     from eta_cli.predict import LocalPredictor
     from eta_cli.registry import LoadedModel
@@ -430,7 +430,7 @@ def predict_dataset(
     *,
     model_uri: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    console: Console | None = None,
+    progress: ProgressCallback | None = None,
     job: Job | None = None,
 ) -> DaskPredictSummary:
     """Score every file under ``input_uri`` into ``output_uri`` with the champion (or
@@ -454,7 +454,7 @@ def predict_dataset(
         )
         for i, (file, target) in enumerate(zip(files, targets, strict=True))
     ]
-    results: list[FileResult] = Tracker(console).wait(futures, "scoring", unit="files")
+    results: list[FileResult] = Tracker(progress).wait(futures, "scoring", unit="files")
     summary = DaskPredictSummary(
         input=input_uri,
         output=output_uri,

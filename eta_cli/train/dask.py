@@ -38,6 +38,7 @@ from eta_cli import features, schema, storage
 from eta_cli.config import Settings
 from eta_cli.dask_engine import Tracker, cluster_size, wait_persisted
 from eta_cli.errors import EtaError, first_line
+from eta_cli.progress import ProgressCallback
 from eta_cli.train import (
     DEFAULT_MAX_ROUNDS,
     DEFAULT_SEED,
@@ -54,7 +55,6 @@ from eta_cli.train import (
 if TYPE_CHECKING:
     import pandas as pd
     from distributed import Client
-    from rich.console import Console
 
 FOLDS = 5
 # Rows brought to the driver per split for baselines, calibration, metrics and plots.
@@ -597,14 +597,14 @@ def train(
     seed: int = DEFAULT_SEED,
     experiment: str | None = None,
     since: str | None = None,
-    console: Console | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TrainResult:
     """Train on the cluster behind ``client``; log to MLflow like :func:`eta_cli.train.train`."""
     from eta_cli import tracking
     from eta_cli.train import fit_and_log, model_quantiles
 
     check_options(trials, max_rounds)
-    tracker = Tracker(console)
+    tracker = Tracker(progress)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     experiment_name = experiment or settings.experiment_name
