@@ -71,6 +71,19 @@ import pyarrow.compute as pc
 from eta_cli import schema, storage
 from eta_cli.config import Settings
 from eta_cli.errors import EtaError, first_line
+from eta_cli.orders import (
+    as_text,
+    constant_text,
+    fixed_width,
+    parse_numbers,
+    parse_strings,
+    parse_timestamps,
+    plain_array,
+    present_mask,
+    text_key,
+    true_mask,
+    with_mask,
+)
 from eta_cli.progress import Progress, ProgressCallback
 
 if TYPE_CHECKING:
@@ -175,7 +188,6 @@ _BLANK_BIT = {r.column: i for i, r in enumerate(BLANK_RULES)}
 NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
 CSV_SUFFIXES = (".csv", ".csv.gz", ".gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _US_PER_DAY = 86_400_000_000
 _BYTES_PER_ROW = 128  # a real row is ~105 bytes
 # The CSV reader parses ~8 blocks ahead and a block grows ~5x once parsed into string
@@ -826,7 +838,7 @@ def check_chunk(
     for column in schema.COLUMNS:
         arr = batch.column(column.name)
         if column.kind in ("int", "float"):
-            values, present, invalid = _parse_number(arr, integral=column.kind == "int")
+            values, present, invalid = parse_numbers(arr, integral=column.kind == "int")
             valid = present & ~invalid
             if column.kind == "int":
                 typed = np.where(valid, np.clip(values, -(2**62), 2**62), 0).astype(np.int64)
@@ -843,14 +855,14 @@ def check_chunk(
                     blank |= out.astype(np.uint32) << np.uint32(_BLANK_BIT[column.name])
             masks[f"invalid_{column.name}"] = invalid
         elif column.kind == "timestamp":
-            stamps, present, invalid = _parse_timestamp(arr)
+            stamps, present, invalid = parse_timestamps(arr)
             valid = present & ~invalid
             parsed.append((stamps, valid, pa.timestamp("us")))
             micros[column.name] = (stamps, valid)
             hasher.add(stamps.view(np.uint64), valid, column.name)
             masks[f"invalid_{column.name}"] = invalid
         else:
-            strings, present, keys = _parse_string(arr)
+            strings, present, keys = parse_strings(arr)
             parsed.append((strings, None, None))
             hasher.add(keys, present, column.name)
         if not column.nullable:
@@ -891,7 +903,7 @@ def check_chunk(
         columns = [
             (values if take is None else values.take(take))
             if valid is None
-            else _with_mask(pick(values), pick(valid), kind)
+            else with_mask(pick(values), pick(valid), kind)
             for values, valid, kind in parsed
         ]
         accepted = pa.RecordBatch.from_arrays(
@@ -926,10 +938,10 @@ def check_chunk(
             pa.DictionaryArray.from_arrays(
                 pa.array(codes.astype(np.int32) - 1), pa.array(REJECT_REASONS)
             ).cast(pa.string()),
-            _constant(label, rejected.size),
+            constant_text(label, rejected.size),
             pa.array(rows[rejected]),
             ids,
-            *[_as_text(batch.column(name).take(take)) for name in schema.COLUMN_NAMES],
+            *[as_text(batch.column(name).take(take)) for name in schema.COLUMN_NAMES],
             pa.nulls(rejected.size, pa.string()),
         ],
         schema=QUARANTINE_SCHEMA,
@@ -950,8 +962,8 @@ def quarantine_malformed(
     stage.write_quarantine(
         pa.RecordBatch.from_arrays(
             [
-                _constant("malformed_row", n),
-                _constant(label, n),
+                constant_text("malformed_row", n),
+                constant_text(label, n),
                 pa.array([number for number, _ in items], pa.int64()),
                 pa.nulls(n, pa.string()),
                 *[pa.nulls(n, pa.string()) for _ in schema.COLUMN_NAMES],
@@ -960,175 +972,6 @@ def quarantine_malformed(
             schema=QUARANTINE_SCHEMA,
         )
     )
-
-
-# --------------------------------------------------------------------------------------
-# Parsing (vectorised; a per-element fallback only for rare malformed values)
-# --------------------------------------------------------------------------------------
-
-
-def _plain(arr: pa.Array) -> pa.Array:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
-        arr = arr.cast(pa.string())
-    return arr
-
-
-def _bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
-    """A bitmap (validity or boolean values) as a NumPy bool array."""
-    if buffer is None:
-        return np.ones(n, bool)
-    packed = np.frombuffer(buffer, np.uint8)
-    return np.unpackbits(packed, count=offset + n, bitorder="little")[offset:].view(bool)
-
-
-def _present(arr: pa.Array) -> np.ndarray:
-    if arr.null_count == 0:
-        return np.ones(len(arr), bool)
-    return _bits(arr.buffers()[0], arr.offset, len(arr))
-
-
-def _true(flags: pa.Array) -> np.ndarray:
-    """A boolean Arrow array as NumPy, null counted as False."""
-    values = _bits(flags.buffers()[1], flags.offset, len(flags))
-    return values & _present(flags) if flags.null_count else values
-
-
-def _fixed_width(arr: pa.Array, dtype: Any) -> np.ndarray:
-    """Zero-copy view of a fixed-width array's values (slots of nulls hold anything)."""
-    dtype = np.dtype(dtype)
-    data = arr.buffers()[1]
-    if data is None:
-        return np.zeros(len(arr), dtype)
-    return np.frombuffer(data, dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
-
-
-def _parse_number(arr: pa.Array, integral: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Floats, present mask, invalid mask. ``1.0``, ``1`` and ``"1"`` all read as 1."""
-    arr = _plain(arr)
-    kind = arr.type
-    present = _present(arr)
-    if pa.types.is_string(kind):
-        try:
-            floats = pc.cast(arr, pa.float64())
-        except pa.ArrowInvalid:
-            trimmed = pc.utf8_trim_whitespace(arr)
-            present = _true(pc.not_equal(trimmed, ""))
-            good = pc.match_substring_regex(trimmed, _NUMBER)
-            candidates = pc.if_else(good, trimmed, pa.scalar(None, pa.string()))
-            try:
-                floats = pc.cast(candidates, pa.float64())
-            except pa.ArrowInvalid:
-                floats = pa.array([_to_float(v) for v in candidates.to_pylist()], pa.float64())
-    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        floats = pc.cast(arr, pa.float64(), safe=False)
-    else:  # all missing, or a type that cannot be a number (timestamp, list...)
-        floats = pa.nulls(len(arr), pa.float64())
-    if floats.null_count == len(floats):
-        values = np.full(len(floats), np.nan)
-    else:
-        values = _fixed_width(floats, np.float64)
-    parsed = _present(floats)
-    if pa.types.is_floating(kind):  # NaN in a typed float column means missing
-        present = present & ~np.isnan(values)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(values)
-        if integral:
-            bad |= values != np.floor(values)
-    return values, present, present & (bad | ~parsed)
-
-
-def _to_float(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-_ISO = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
-
-
-def _parse_timestamp(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Microseconds since the epoch, present mask, invalid mask."""
-    arr = _plain(arr)
-    kind = arr.type
-    present = _present(arr)
-    target = pa.timestamp("us")
-    if pa.types.is_string(kind):
-        try:
-            stamps = pc.cast(arr, target)
-        except pa.ArrowInvalid:
-            trimmed = pc.utf8_trim_whitespace(arr)
-            present = _true(pc.not_equal(trimmed, ""))
-            good = pc.match_substring_regex(trimmed, _ISO)
-            candidates = pc.if_else(good, trimmed, pa.scalar(None, pa.string()))
-            try:
-                stamps = pc.cast(candidates, target)
-            except pa.ArrowInvalid:
-                stamps = pa.array([_to_datetime(v) for v in candidates.to_pylist()], target)
-    elif pa.types.is_timestamp(kind):
-        stamps = arr.cast(pa.timestamp("us", tz=kind.tz), safe=False)
-    elif pa.types.is_date(kind):
-        stamps = arr.cast(pa.date32()).cast(target)
-    else:
-        stamps = pa.nulls(len(arr), target)
-    if stamps.null_count == len(stamps):
-        return np.zeros(len(stamps), np.int64), present, present.copy()
-    micros = np.where(_present(stamps), _fixed_width(stamps, np.int64), 0)
-    return micros, present, present & ~_present(stamps)
-
-
-def _to_datetime(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _parse_string(arr: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """Trimmed strings (blank -> null), present mask, and a 64-bit key per row for hashing.
-
-    Works on the distinct values (a category has a few dozen), not on every row.
-    """
-    arr = _plain(arr)
-    if not pa.types.is_string(arr.type):
-        arr = pc.cast(arr, pa.string())
-    encoded = pc.dictionary_encode(arr)
-    trimmed = [value.strip() or None for value in encoded.dictionary.to_pylist()]
-    dictionary = pa.array(trimmed, pa.string())
-    keys = np.array([_text_key(v) if v else 0 for v in trimmed] or [0], np.uint64)
-    indices = encoded.indices
-    index = _fixed_width(indices, np.int32)
-    present = _present(indices)
-    if indices.null_count:
-        index = np.where(present, index, 0)
-    if None in trimmed:
-        present = present & _true(dictionary.is_valid())[index]
-    values = dictionary.take(indices)
-    return values, present, keys[index]
-
-
-def _with_mask(values: np.ndarray, valid: np.ndarray, kind: pa.DataType | None = None) -> pa.Array:
-    if valid.all():
-        return pa.array(values, type=kind)
-    return pa.array(values, type=kind, mask=~valid)
-
-
-def _constant(value: str, n: int) -> pa.Array:
-    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, np.int32)))
-
-
-def _as_text(arr: pa.Array) -> pa.Array:
-    """Values as strings for the quarantine file, spelled like the CSV where possible."""
-    arr = _plain(arr)
-    if pa.types.is_string(arr.type):
-        return arr
-    if pa.types.is_timestamp(arr.type):
-        return pc.strftime(arr, "%Y-%m-%d %H:%M:%S")
-    return pc.cast(arr, pa.string())
 
 
 # --------------------------------------------------------------------------------------
@@ -1145,12 +988,8 @@ _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 
 
-def _text_key(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
 _SALT = {
-    name: (np.uint64(_text_key(name)), np.uint64(_text_key(f"{name}:null")))
+    name: (np.uint64(text_key(name)), np.uint64(text_key(f"{name}:null")))
     for name in schema.COLUMN_NAMES
 }
 
@@ -1596,12 +1435,12 @@ def merge_day(lake: Lake, stage: _Stage, day: int, labels: list[str]) -> _Merged
         source = pa.array(labels, pa.string()).take(rows.column("_src").combine_chunks())
         duplicates = pa.RecordBatch.from_arrays(
             [
-                _constant("duplicate_order", repeated.size),
+                constant_text("duplicate_order", repeated.size),
                 source,
                 rows.column("_row").combine_chunks(),
                 ids.take(pa.array(repeated)),
             ]
-            + [_as_text(rows.column(name)) for name in schema.COLUMN_NAMES]
+            + [as_text(rows.column(name)) for name in schema.COLUMN_NAMES]
             + [pa.nulls(repeated.size, pa.string())],
             schema=QUARANTINE_SCHEMA,
         )
@@ -1629,7 +1468,7 @@ def merge_day(lake: Lake, stage: _Stage, day: int, labels: list[str]) -> _Merged
             ids.take(pa.array(keep)) if repeated.size else ids,
             *columns,
             kept.column(schema.TARGET),
-            _constant(order_date, keep.size),
+            constant_text(order_date, keep.size),
         ],
         schema=clean_schema,
     )
