@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
-import hashlib
 import io
 import json
 import os
@@ -74,14 +73,10 @@ from eta_cli.errors import EtaError, first_line
 from eta_cli.orders import (
     as_text,
     constant_text,
-    fixed_width,
     parse_numbers,
     parse_strings,
     parse_timestamps,
-    plain_array,
-    present_mask,
     text_key,
-    true_mask,
     with_mask,
 )
 from eta_cli.progress import Progress, ProgressCallback
