@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from eta_cli import schema, validation
+from eta_cli.serve.openapi import openapi_document
 from eta_cli.validation import ApiError, parse_json, parse_predict_request, validate_order
 
 GOOD = {
@@ -173,9 +174,7 @@ def test_bad_json_is_a_400(raw):
 def _schema_validator():
     from jsonschema import Draft202012Validator
 
-    doc = validation.openapi_document(
-        max_batch=3, max_body_bytes=1000, quantile_low=0.1, quantile_high=0.9
-    )
+    doc = openapi_document(max_batch=3, max_body_bytes=1000, quantile_low=0.1, quantile_high=0.9)
     return Draft202012Validator(
         {"$ref": "#/components/schemas/PredictRequest", "components": doc["components"]}
     )
@@ -184,7 +183,7 @@ def _schema_validator():
 def test_openapi_document_is_valid_openapi():
     from openapi_spec_validator import validate
 
-    doc = validation.openapi_document(
+    doc = openapi_document(
         max_batch=1000, max_body_bytes=1 << 20, quantile_low=0.1, quantile_high=0.9
     )
     validate(doc)

@@ -507,6 +507,7 @@ def create_app(
 
     from eta_cli import validation
     from eta_cli.predict import format_predictions
+    from eta_cli.serve.openapi import openapi_document
     from eta_cli.serve.prediction_log import LogEntry
 
     prefix = os.urandom(10).hex()  # unique per app; a counter after it (no syscall per request)
@@ -694,7 +695,7 @@ def create_app(
         low = loaded.model.low if loaded else settings.quantile_low
         high = loaded.model.high if loaded else settings.quantile_high
         return respond(
-            validation.openapi_document(
+            openapi_document(
                 max_batch=max_batch,
                 max_body_bytes=settings.max_body_bytes,
                 quantile_low=low,
