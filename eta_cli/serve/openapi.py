@@ -65,20 +65,130 @@ def order_schema() -> dict[str, Any]:
     }
 
 
-def openapi_document(
-    *, max_batch: int, max_body_bytes: int, quantile_low: float, quantile_high: float
-) -> dict[str, Any]:
-    """The OpenAPI 3.1 description of the service, generated from the same definitions."""
-    low, high = interval_field(quantile_low), interval_field(quantile_high)
-    error_ref = {"$ref": "#/components/schemas/Error"}
-    prediction_props = {
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    """A response documented as the JSON error body (error, details, request_id)."""
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(schema_name: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(schema_name)}},
+    }
+
+
+def _plain(content_type: str, kind: str, description: str) -> dict[str, Any]:
+    """A 200 response whose body is a bare type (the metrics text, this document)."""
+    return {"description": description, "content": {content_type: {"schema": {"type": kind}}}}
+
+
+def document_info(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
+    """Title, version and the request limits, stated where a client reads first."""
+    return {
+        "title": "eta prediction service",
+        "version": "1",
+        "description": "Delivery-time predictions (median, interval, quoted ETA) for orders. "
+        f"Bodies are limited to {max_body_bytes} bytes and batches to {max_batch} orders.",
+    }
+
+
+def predict_operation(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
+    """``POST /predict``: its body, its answer and every error status it can give."""
+    return {
+        "summary": "Predict the delivery time of one order or a batch",
+        "operationId": "predict",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("PredictRequest")}},
+        },
+        "responses": {
+            "200": {
+                "description": "One prediction per order, in the order sent",
+                "headers": {
+                    "X-Request-ID": {
+                        "description": "The request id (yours if you sent one).",
+                        "schema": {"type": "string"},
+                    }
+                },
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [_ref("Prediction"), _ref("BatchPrediction")]}
+                    }
+                },
+            },
+            "400": _error("Empty body or not JSON"),
+            "413": _error(f"Body over {max_body_bytes} bytes or more than {max_batch} orders"),
+            "415": _error("Content-Type is not application/json"),
+            "422": _error("An order is invalid; details name each field"),
+            "503": _error("No model loaded yet"),
+        },
+    }
+
+
+def service_paths(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
+    """Every route of the service with its statuses, in the order the routes are listed."""
+    return {
+        "/predict": {"post": predict_operation(max_batch, max_body_bytes)},
+        "/health": {"get": {"summary": "Alive", "responses": {"200": _ok("Status", "Alive")}}},
+        "/ready": {
+            "get": {
+                "summary": "A model is loaded and predictions are served",
+                "responses": {
+                    "200": _ok("Status", "Ready (registry status included)"),
+                    "503": _ok("Status", "No model loaded yet"),
+                },
+            }
+        },
+        "/model": {
+            "get": {
+                "summary": "The model being served",
+                "responses": {
+                    "200": _ok("ModelInfo", "Name, version, alias, run, metrics"),
+                    "503": _error("No model loaded yet"),
+                },
+            }
+        },
+        "/reload": {
+            "post": {
+                "summary": "Check the registry alias now and load the new version if it moved",
+                "responses": {
+                    "200": _ok("Status", "Checked (and reloaded if needed)"),
+                    "202": _ok("Status", "Still loading in the background"),
+                    "503": _ok("Status", "The reload failed; the current model is kept"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": _plain("text/plain", "string", "Prometheus text exposition format 0.0.4")
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _plain("application/json", "object", "OpenAPI 3.1")},
+            }
+        },
+    }
+
+
+def prediction_properties(quantile_low: float, quantile_high: float) -> dict[str, Any]:
+    """The fields of one order's answer; the interval's names follow the model's quantiles."""
+    return {
         "order_id": {"type": ["string", "null"], "description": "The order's id, if sent."},
         "eta_p50_s": {"type": "number", "description": "Median delivery duration (seconds)."},
-        low: {
+        interval_field(quantile_low): {
             "type": "number",
             "description": f"Lower end of the interval: quantile {quantile_low} (seconds).",
         },
-        high: {
+        interval_field(quantile_high): {
             "type": "number",
             "description": f"Upper end of the interval: quantile {quantile_high} (seconds).",
         },
@@ -91,194 +201,91 @@ def openapi_document(
             "description": "created_at + eta_quoted_s, ISO 8601 UTC.",
         },
     }
-    model_props = {
-        "model_name": {"type": "string"},
-        "model_version": {"type": ["string", "null"]},
-        "request_id": {"type": "string"},
-    }
-    json_error = {"application/json": {"schema": error_ref}}
 
-    def error(description: str) -> dict[str, Any]:
-        return {"description": description, "content": json_error}
 
-    def ok(schema_ref: str, description: str) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}
+# Sent once per answer, beside the predictions: which model answered, and the request id.
+MODEL_PROPERTIES: dict[str, Any] = {
+    "model_name": {"type": "string"},
+    "model_version": {"type": ["string", "null"]},
+    "request_id": {"type": "string"},
+}
+
+
+def request_schemas(max_batch: int) -> dict[str, Any]:
+    """What a client sends: one order, or a batch of at most ``max_batch``."""
+    return {
+        "Order": order_schema(),
+        "OrderBatch": {
+            "type": "object",
+            "properties": {
+                BATCH_KEY: {
+                    "type": "array",
+                    "items": _ref("Order"),
+                    "minItems": 1,
+                    "maxItems": max_batch,
+                }
             },
-        }
+            "required": [BATCH_KEY],
+            "additionalProperties": False,
+        },
+        "PredictRequest": {"oneOf": [_ref("Order"), _ref("OrderBatch")]},
+    }
 
+
+def answer_schemas(quantile_low: float, quantile_high: float) -> dict[str, Any]:
+    """What a client gets back: a prediction, a batch of them, an error, a status."""
+    props = prediction_properties(quantile_low, quantile_high)
+    required = [k for k in props if k != "order_id"]
+    return {
+        "OrderPrediction": {"type": "object", "properties": props, "required": required},
+        "Prediction": {
+            "type": "object",
+            "properties": {**props, **MODEL_PROPERTIES},
+            "required": required + list(MODEL_PROPERTIES),
+        },
+        "BatchPrediction": {
+            "type": "object",
+            "properties": {
+                "predictions": {"type": "array", "items": _ref("OrderPrediction")},
+                **MODEL_PROPERTIES,
+            },
+            "required": ["predictions", *MODEL_PROPERTIES],
+        },
+        "Problem": {
+            "type": "object",
+            "properties": {
+                "field": {"type": "string"},
+                "problem": {"type": "string"},
+                "allowed": {"type": ["string", "null"]},
+            },
+            "required": ["field", "problem", "allowed"],
+        },
+        "Error": {
+            "type": "object",
+            "properties": {
+                "error": {"type": "string"},
+                "details": {"type": "array", "items": _ref("Problem")},
+                "request_id": {"type": "string"},
+            },
+            "required": ["error", "details", "request_id"],
+        },
+        "Status": {"type": "object", "additionalProperties": True},
+        "ModelInfo": {"type": "object", "additionalProperties": True},
+    }
+
+
+def openapi_document(
+    *, max_batch: int, max_body_bytes: int, quantile_low: float, quantile_high: float
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 description of the service, generated from the same definitions."""
     return {
         "openapi": "3.1.0",
-        "info": {
-            "title": "eta prediction service",
-            "version": "1",
-            "description": "Delivery-time predictions (median, interval, quoted ETA) for orders. "
-            f"Bodies are limited to {max_body_bytes} bytes and batches to {max_batch} orders.",
-        },
-        "paths": {
-            "/predict": {
-                "post": {
-                    "summary": "Predict the delivery time of one order or a batch",
-                    "operationId": "predict",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/PredictRequest"}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "One prediction per order, in the order sent",
-                            "headers": {
-                                "X-Request-ID": {
-                                    "description": "The request id (yours if you sent one).",
-                                    "schema": {"type": "string"},
-                                }
-                            },
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "oneOf": [
-                                            {"$ref": "#/components/schemas/Prediction"},
-                                            {"$ref": "#/components/schemas/BatchPrediction"},
-                                        ]
-                                    }
-                                }
-                            },
-                        },
-                        "400": error("Empty body or not JSON"),
-                        "413": error(
-                            f"Body over {max_body_bytes} bytes or more than {max_batch} orders"
-                        ),
-                        "415": error("Content-Type is not application/json"),
-                        "422": error("An order is invalid; details name each field"),
-                        "503": error("No model loaded yet"),
-                    },
-                }
-            },
-            "/health": {"get": {"summary": "Alive", "responses": {"200": ok("Status", "Alive")}}},
-            "/ready": {
-                "get": {
-                    "summary": "A model is loaded and predictions are served",
-                    "responses": {
-                        "200": ok("Status", "Ready (registry status included)"),
-                        "503": ok("Status", "No model loaded yet"),
-                    },
-                }
-            },
-            "/model": {
-                "get": {
-                    "summary": "The model being served",
-                    "responses": {
-                        "200": ok("ModelInfo", "Name, version, alias, run, metrics"),
-                        "503": error("No model loaded yet"),
-                    },
-                }
-            },
-            "/reload": {
-                "post": {
-                    "summary": "Check the registry alias now and load the new version if it moved",
-                    "responses": {
-                        "200": ok("Status", "Checked (and reloaded if needed)"),
-                        "202": ok("Status", "Still loading in the background"),
-                        "503": ok("Status", "The reload failed; the current model is kept"),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text exposition format 0.0.4",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "OpenAPI 3.1",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-        },
+        "info": document_info(max_batch, max_body_bytes),
+        "paths": service_paths(max_batch, max_body_bytes),
         "components": {
             "schemas": {
-                "Order": order_schema(),
-                "OrderBatch": {
-                    "type": "object",
-                    "properties": {
-                        BATCH_KEY: {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Order"},
-                            "minItems": 1,
-                            "maxItems": max_batch,
-                        }
-                    },
-                    "required": [BATCH_KEY],
-                    "additionalProperties": False,
-                },
-                "PredictRequest": {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/Order"},
-                        {"$ref": "#/components/schemas/OrderBatch"},
-                    ]
-                },
-                "OrderPrediction": {
-                    "type": "object",
-                    "properties": prediction_props,
-                    "required": [k for k in prediction_props if k != "order_id"],
-                },
-                "Prediction": {
-                    "type": "object",
-                    "properties": {**prediction_props, **model_props},
-                    "required": [k for k in prediction_props if k != "order_id"]
-                    + list(model_props),
-                },
-                "BatchPrediction": {
-                    "type": "object",
-                    "properties": {
-                        "predictions": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/OrderPrediction"},
-                        },
-                        **model_props,
-                    },
-                    "required": ["predictions", *model_props],
-                },
-                "Problem": {
-                    "type": "object",
-                    "properties": {
-                        "field": {"type": "string"},
-                        "problem": {"type": "string"},
-                        "allowed": {"type": ["string", "null"]},
-                    },
-                    "required": ["field", "problem", "allowed"],
-                },
-                "Error": {
-                    "type": "object",
-                    "properties": {
-                        "error": {"type": "string"},
-                        "details": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Problem"},
-                        },
-                        "request_id": {"type": "string"},
-                    },
-                    "required": ["error", "details", "request_id"],
-                },
-                "Status": {"type": "object", "additionalProperties": True},
-                "ModelInfo": {"type": "object", "additionalProperties": True},
+                **request_schemas(max_batch),
+                **answer_schemas(quantile_low, quantile_high),
             }
         },
     }
