@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from eta_cli import config
+from eta_cli.commands import options
 from eta_cli.commands._common import console, print_json, settings_from
 
 app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
@@ -14,7 +15,7 @@ app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=T
 @app.command("show")
 def show(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = options.json_output(),
 ) -> None:
     """Print every setting, its value (secrets redacted) and its source."""
     settings = settings_from(ctx)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
 from eta_cli import dask_engine
+from eta_cli.commands import options
 from eta_cli.commands._common import console, print_json, progress_display, settings_from
 
 if TYPE_CHECKING:
@@ -20,37 +21,24 @@ HELP = (
 
 def ingest_command(
     ctx: typer.Context,
-    sources: Optional[list[str]] = typer.Argument(  # noqa: UP045 - Typer needs Optional here
-        None,
-        metavar="SOURCE",
-        help="Files, globs, directories or s3://bucket/key (or s3://bucket/prefix/).",
-        show_default=False,
+    sources: list[str] | None = options.sources(
+        "Files, globs, directories or s3://bucket/key (or s3://bucket/prefix/)."
     ),
-    synthetic: Optional[int] = typer.Option(  # noqa: UP045
-        None,
-        "--synthetic",
-        min=1,
-        help="Also generate N synthetic orders and ingest them.",
-        show_default=False,
+    synthetic: int | None = options.synthetic(
+        "Also generate N synthetic orders and ingest them.", min=1
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic orders."),
-    drift: bool = typer.Option(
-        False, "--drift", help="Synthetic orders from a shifted population."
-    ),
-    output: Optional[str] = typer.Option(  # noqa: UP045
+    seed: int = options.seed(0, "Seed of the synthetic orders."),
+    drift: bool = options.drift(),
+    output: str | None = typer.Option(
         None,
         "--output",
         "-o",
         help="Data lake root (folder or s3://bucket/prefix). Default: the data_uri setting.",
         show_default=False,
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    engine: str = typer.Option(
-        "local", "--engine", help=dask_engine.ENGINE_HELP + " dask: one task per file."
-    ),
-    scheduler: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--scheduler", help=dask_engine.SCHEDULER_HELP, show_default=False
-    ),
+    as_json: bool = options.json_output(),
+    engine: str = options.engine("dask: one task per file."),
+    scheduler: str | None = options.scheduler(),
 ) -> None:
     """Validate, clean and publish orders."""
     if not sources and not synthetic:
