@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 import typer
 
@@ -38,7 +37,7 @@ def build_app() -> typer.Typer:
     @app.callback()
     def root(
         ctx: typer.Context,
-        profile: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional here
+        profile: str | None = typer.Option(
             None,
             "--profile",
             "-p",
@@ -46,7 +45,7 @@ def build_app() -> typer.Typer:
             "(local, aws). Default: $ETA_PROFILE or local.",
             show_default=False,
         ),
-        home: Optional[str] = typer.Option(  # noqa: UP045
+        home: str | None = typer.Option(
             None,
             "--home",
             help="Folder for the embedded default (MLflow, data, reports). "

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from eta_cli.commands import options
 from eta_cli.commands._common import console, print_json, settings_from
 
 HELP = """Check that every part eta needs works, in order: configuration, MLflow tracking, \
@@ -27,7 +28,7 @@ _STYLES = {"pass": "green", "fail": "bold red", "n/a": "dim", "not run": "yellow
 
 def doctor_command(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = options.json_output(),
     fix: bool = typer.Option(
         False,
         "--fix",

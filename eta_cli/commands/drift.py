@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
+from eta_cli.commands import options
 from eta_cli.commands._common import console, err_console, print_json, settings_from
 
 HELP = """Compare current orders with the champion's reference sample (Evidently 0.7).
@@ -31,14 +32,14 @@ Exit codes:
 
 def drift_report_command(
     ctx: typer.Context,
-    reference: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional
+    reference: str | None = typer.Option(
         None,
         "--reference",
         "-r",
         help="'champion' (its logged reference sample) or a CSV/Parquet path. Default: champion.",
         show_default=False,
     ),
-    current: Optional[str] = typer.Option(  # noqa: UP045
+    current: str | None = typer.Option(
         None,
         "--current",
         "-c",
@@ -46,35 +47,23 @@ def drift_report_command(
         "CSV/Parquet path. Default: orders.",
         show_default=False,
     ),
-    since: Optional[str] = typer.Option(  # noqa: UP045
-        None,
-        "--since",
-        help="Window of current data: 24h, 7d, 90m, 2w or an ISO date. For orders it ends "
-        "at the newest order; for predictions, now. Default: newest day / 24h.",
-        show_default=False,
+    since: str | None = options.since(
+        "Window of current data: 24h, 7d, 90m, 2w or an ISO date. For orders it ends "
+        "at the newest order; for predictions, now. Default: newest day / 24h."
     ),
-    sample: Optional[int] = typer.Option(  # noqa: UP045
-        None,
-        "--sample",
-        help="At most this many rows per side (0 = all). Default: drift_sample_rows (20000).",
-        show_default=False,
+    sample: int | None = options.sample(
+        "At most this many rows per side (0 = all). Default: drift_sample_rows (20000)."
     ),
-    upload_s3: bool = typer.Option(
-        False,
-        "--upload-s3",
-        help="Also upload both files to s3://$ETA_S3_BUCKET/<prefix>/reports/YYYY/MM/DD/.",
+    upload_s3: bool = options.upload_s3(
+        "Also upload both files to s3://$ETA_S3_BUCKET/<prefix>/reports/YYYY/MM/DD/."
     ),
     fail_on_drift: bool = typer.Option(
         False, "--fail-on-drift", help="Exit with code 3 when dataset drift is detected."
     ),
-    alert_webhook: Optional[str] = typer.Option(  # noqa: UP045
-        None,
-        "--alert-webhook",
-        help="POST a Slack-compatible {'text': ...} message here on drift. "
-        "Default: $ETA_ALERT_WEBHOOK.",
-        show_default=False,
+    alert_webhook: str | None = options.alert_webhook(
+        "POST a Slack-compatible {'text': ...} message here on drift. Default: $ETA_ALERT_WEBHOOK."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary object."),
+    as_json: bool = options.json_output("Print the JSON summary object."),
 ) -> None:
     from eta_cli.monitor import drift
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
+from eta_cli.commands import options
 from eta_cli.commands._common import console, err_console, print_json, settings_from
 
 HELP = """Ingest new files, check the new orders for drift against the champion, and \
@@ -28,13 +29,10 @@ Exit codes:
 
 def pipeline_command(
     ctx: typer.Context,
-    sources: Optional[list[str]] = typer.Argument(  # noqa: UP045 - Typer needs Optional
-        None,
-        metavar="SOURCE",
-        help="Files, globs, folders or s3:// URIs of new orders.",
-        show_default=False,
+    sources: list[str] | None = options.sources(
+        "Files, globs, folders or s3:// URIs of new orders."
     ),
-    inbox: Optional[str] = typer.Option(  # noqa: UP045
+    inbox: str | None = typer.Option(
         None,
         "--inbox",
         envvar="ETA_PIPELINE_INBOX",
@@ -47,39 +45,21 @@ def pipeline_command(
         "--retrain",
         help="When to retrain: on-drift, always or never.",
     ),
-    synthetic: Optional[int] = typer.Option(  # noqa: UP045
-        None,
-        "--synthetic",
-        help="Also ingest N synthetic orders (demos and tests).",
-        show_default=False,
+    synthetic: int | None = options.synthetic("Also ingest N synthetic orders (demos and tests)."),
+    seed: int = options.seed(0, "Seed of the synthetic orders."),
+    drift: bool = options.drift(),
+    sample: int | None = options.sample(
+        "Drift report: at most this many rows per side. Default: drift_sample_rows."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic orders."),
-    drift: bool = typer.Option(
-        False, "--drift", help="Synthetic orders from a shifted population."
+    upload_s3: bool = options.upload_s3("Upload the drift report to s3://$ETA_S3_BUCKET/..."),
+    alert_webhook: str | None = options.alert_webhook(
+        "Slack-compatible webhook for drift alerts. Default: $ETA_ALERT_WEBHOOK."
     ),
-    sample: Optional[int] = typer.Option(  # noqa: UP045
-        None,
-        "--sample",
-        help="Drift report: at most this many rows per side. Default: drift_sample_rows.",
-        show_default=False,
+    trials: int = options.trials("Optuna trials when retraining."),
+    max_rounds: int | None = options.max_rounds(
+        None, "Boosting rounds cap when retraining. Default: train's own."
     ),
-    upload_s3: bool = typer.Option(
-        False, "--upload-s3", help="Upload the drift report to s3://$ETA_S3_BUCKET/..."
-    ),
-    alert_webhook: Optional[str] = typer.Option(  # noqa: UP045
-        None,
-        "--alert-webhook",
-        help="Slack-compatible webhook for drift alerts. Default: $ETA_ALERT_WEBHOOK.",
-        show_default=False,
-    ),
-    trials: int = typer.Option(0, "--trials", help="Optuna trials when retraining."),
-    max_rounds: Optional[int] = typer.Option(  # noqa: UP045
-        None,
-        "--max-rounds",
-        help="Boosting rounds cap when retraining. Default: train's own.",
-        show_default=False,
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    as_json: bool = options.json_output("Print the run summary as JSON."),
 ) -> None:
     from eta_cli import pipeline
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
+from eta_cli.commands import options
 from eta_cli.commands._common import console, print_json, settings_from
 from eta_cli.errors import EtaError
 
@@ -17,14 +16,14 @@ HELP = (
 
 def register_command(
     ctx: typer.Context,
-    run_id: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional here
+    run_id: str | None = typer.Option(
         None,
         "--run-id",
         help="Training run to register. Default: the best by test MAE.",
         show_default=False,
     ),
     force: bool = typer.Option(False, "--force", help="Make it champion whatever the gate says."),
-    promote: Optional[str] = typer.Option(  # noqa: UP045
+    promote: str | None = typer.Option(
         None,
         "--promote",
         metavar="VERSION",
@@ -32,13 +31,10 @@ def register_command(
         show_default=False,
     ),
     list_: bool = typer.Option(False, "--list", help="Show versions, aliases and key metrics."),
-    experiment: Optional[str] = typer.Option(  # noqa: UP045
-        None,
-        "--experiment",
-        help="MLflow experiment to pick the best run from. Default: $ETA_EXPERIMENT_NAME or eta.",
-        show_default=False,
+    experiment: str | None = options.experiment(
+        "MLflow experiment to pick the best run from. Default: $ETA_EXPERIMENT_NAME or eta."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = options.json_output(),
 ) -> None:
     """Register a model version and move the aliases."""
     from eta_cli import registry

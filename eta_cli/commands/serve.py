@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
+from eta_cli.commands import options
 from eta_cli.commands._common import settings_from
 
 HELP = """Serve predictions over HTTP (Flask on waitress), port 9696 by default.
@@ -24,29 +23,25 @@ Endpoints: POST /predict, GET /health, GET /ready, GET /model, GET /metrics,
 
 def serve_command(
     ctx: typer.Context,
-    host: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional
+    host: str | None = typer.Option(
         None,
         "--host",
         help="Interface to listen on (0.0.0.0 for all). Default: serve_host (127.0.0.1).",
         show_default=False,
     ),
-    port: Optional[int] = typer.Option(  # noqa: UP045
+    port: int | None = typer.Option(
         None, "--port", help="TCP port. Default: serve_port (9696).", show_default=False
     ),
-    threads: Optional[int] = typer.Option(  # noqa: UP045
+    threads: int | None = typer.Option(
         None,
         "--threads",
         min=1,
         help="Worker threads. Default: serve_threads (8).",
         show_default=False,
     ),
-    model: Optional[str] = typer.Option(  # noqa: UP045
-        None,
-        "--model",
-        "-m",
-        help="models:/NAME@ALIAS (polled for changes), models:/NAME/VERSION, runs:/ID/model "
-        "or a local model folder. Default: models:/<model_name>@champion.",
-        show_default=False,
+    model: str | None = options.model(
+        "models:/NAME@ALIAS (polled for changes), models:/NAME/VERSION, runs:/ID/model "
+        "or a local model folder. Default: models:/<model_name>@champion."
     ),
 ) -> None:
     from eta_cli import serve
