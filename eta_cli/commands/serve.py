@@ -49,6 +49,6 @@ def serve_command(
     settings = settings_from(ctx, serve_host=host, serve_port=port, serve_threads=threads)
     stop_logging = serve.configure_logging()
     try:
-        serve.run(settings, model_uri=model)
+        serve.serve(settings, model_uri=model)
     finally:
         stop_logging()  # writes the last lines (shutdown, log flush) before exiting

@@ -20,7 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 logger = logging.getLogger("eta.prediction_log")
 
@@ -171,6 +174,10 @@ class PredictionLog:
         self.dropped = 0
         self.errors = 0  # rows lost to database errors
         self._last_error_log = 0.0
+
+    def init_app(self, app: Flask) -> None:
+        """Log ``app``'s predictions here (Flask's extension pattern); the app never starts it."""
+        app.extensions.setdefault("eta", {})["log"] = self
 
     # --- request side ---------------------------------------------------------
 

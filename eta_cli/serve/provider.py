@@ -1,0 +1,259 @@
+"""The model holder of the service: what is served now, and hot reload from the registry.
+
+Requests read :attr:`ModelProvider.current` once; a new model replaces it by one
+reference assignment, so a swap never mixes two models inside a request. MLflow is
+only touched by the provider's background thread (initial load, alias polling,
+reload), never on the request path.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from eta_cli.errors import first_line
+from eta_cli.serve.events import log_event
+from eta_cli.serve.lean import accelerate
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from eta_cli.config import Settings
+    from eta_cli.registry import LoadedModel
+
+ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+# Until the first model is loaded, retry at least this often.
+INITIAL_RETRY_S = 5.0
+RELOAD_WAIT_S = 60.0
+
+
+def version_label(loaded: LoadedModel) -> str:
+    """Version for the log table and metric labels ('local' for a model folder)."""
+    return loaded.version or "local"
+
+
+def name_label(loaded: LoadedModel) -> str:
+    """Name for the log table and metric labels ('local' for a model folder)."""
+    return loaded.name or "local"
+
+
+@dataclass
+class ReloadResult:
+    """What one registry check or ``POST /reload`` did, as the /reload answer shows it."""
+
+    status: str  # loaded | unchanged | failed | in_progress | fixed
+    version: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "version": self.version, "message": self.message}
+
+
+class ModelProvider:
+    """Holds the :class:`LoadedModel` being served and replaces it atomically.
+
+    Requests read :attr:`current` once and use that object to the end, so a swap
+    (one reference assignment) never mixes two models inside a request and never
+    drops one. With a ``models:/<name>@<alias>`` URI a background thread polls the
+    alias every ``settings.reload_interval_s`` and loads a new version in the
+    background when the alias moves. If the registry cannot be reached, the model
+    we have keeps serving and :meth:`status` says so.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_uri: str | None = None,
+        *,
+        loader: Callable[[Settings, str], LoadedModel] | None = None,
+        resolver: Callable[[Settings, str, str], str | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model_uri = model_uri or f"models:/{settings.model_name}@champion"
+        match = ALIAS_URI.match(self.model_uri)
+        self.alias_target: tuple[str, str] | None = (
+            (match["name"], match["alias"]) if match else None
+        )
+        self._loader = loader
+        self._resolver = resolver
+        self._fixed = False
+        self._current: LoadedModel | None = None
+        self._lock = threading.Lock()  # guards the swap and its bookkeeping
+        self._reload_lock = threading.Lock()  # one check/load at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.loaded_at: str | None = None
+        self.last_check: str | None = None
+        self.last_error: str | None = None
+        self.registry = "not checked yet" if self.alias_target else "not used"
+        self.reloads = {"loaded": 0, "failed": 0}
+
+    @classmethod
+    def fixed(cls, settings: Settings, loaded: LoadedModel) -> ModelProvider:
+        """A provider that serves one given model and never reloads (tests, embedding)."""
+        provider = cls(settings, loaded.uri)
+        provider._fixed = True
+        provider.alias_target = None
+        provider.registry = "not used"
+        provider.swap(loaded)
+        return provider
+
+    def init_app(self, app: Flask) -> None:
+        """Serve this provider's model from ``app`` (Flask's extension pattern).
+
+        The app only reads the provider; whoever created it starts and stops it.
+        """
+        app.extensions.setdefault("eta", {})["provider"] = self
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model serving now (None while the first one loads); read it once per request."""
+        return self._current
+
+    @property
+    def polling(self) -> bool:
+        """Whether the alias is watched: a models:/NAME@ALIAS URI, not a fixed model."""
+        return self.alias_target is not None and not self._fixed
+
+    def swap(self, loaded: LoadedModel) -> LoadedModel | None:
+        """Serve ``loaded`` from now on; return the previous model."""
+        loaded = accelerate(loaded)  # before taking the lock: requests keep the old one
+        with self._lock:
+            previous = self._current
+            self._current = loaded
+            self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+        log_event(
+            "model_loaded",
+            name=loaded.name,
+            version=loaded.version,
+            uri=loaded.uri,
+            previous_version=previous.version if previous else None,
+        )
+        return previous
+
+    def _load(self, uri: str) -> LoadedModel:
+        if self._loader is not None:
+            return self._loader(self.settings, uri)
+        from eta_cli import registry
+
+        return registry.load_model(self.settings, uri)
+
+    def _resolve(self, name: str, alias: str) -> str | None:
+        if self._resolver is not None:
+            return self._resolver(self.settings, name, alias)
+        from eta_cli import registry
+
+        return registry.resolve_version(self.settings, name, alias)
+
+    def check(self) -> ReloadResult:
+        """Look at the registry now; load and swap if the alias moved (or nothing is loaded)."""
+        if self._fixed:
+            return ReloadResult("fixed", self._current.version if self._current else None)
+        with self._reload_lock:
+            self.last_check = datetime.now(UTC).isoformat(timespec="seconds")
+            current = self._current
+            if self.alias_target is not None:
+                verdict = self._check_alias(*self.alias_target, current)
+                if verdict is not None:
+                    return verdict
+            # A pinned version or a local folder is loaded at start and on POST /reload only.
+            return self._load_and_swap(current)
+
+    def _check_alias(
+        self, name: str, alias: str, current: LoadedModel | None
+    ) -> ReloadResult | None:
+        """Resolve the alias; a result when there is nothing to load, None when a load is due.
+
+        An unreachable registry is logged once per change of state, not on every
+        poll, and keeps the current model serving.
+        """
+        try:
+            version = self._resolve(name, alias)
+        except Exception as exc:
+            message = f"unreachable: {first_line(exc)}"
+            if self.registry != message:
+                log_event("registry_unreachable", error=first_line(exc))
+            self.registry = message
+            if current is None:
+                self.last_error = message
+            return ReloadResult("failed", current and current.version, message)
+        if self.registry != "ok":
+            log_event("registry_reachable")
+        self.registry = "ok"
+        if version is None:
+            message = f"no version of model {name!r} has alias {alias!r}"
+            self.last_error = message
+            return ReloadResult("failed", current and current.version, message)
+        if current is not None and current.version == version:
+            return ReloadResult("unchanged", version)
+        return None
+
+    def _load_and_swap(self, current: LoadedModel | None) -> ReloadResult:
+        """Load :attr:`model_uri` and serve it; on failure the current model keeps serving."""
+        try:
+            loaded = self._load(self.model_uri)
+        except Exception as exc:
+            self.last_error = f"could not load {self.model_uri}: {first_line(exc)}"
+            self.reloads["failed"] += 1
+            log_event("model_load_failed", uri=self.model_uri, error=first_line(exc))
+            return ReloadResult("failed", current and current.version, self.last_error)
+        self.last_error = None
+        self.reloads["loaded"] += 1
+        self.swap(loaded)
+        return ReloadResult("loaded", loaded.version)
+
+    def reload_now(self, timeout: float = RELOAD_WAIT_S) -> ReloadResult:
+        """Run :meth:`check` now (``POST /reload``); give up waiting after ``timeout``."""
+        result: list[ReloadResult] = []
+        worker = threading.Thread(
+            target=lambda: result.append(self.check()), name="eta-reload", daemon=True
+        )
+        worker.start()
+        worker.join(timeout)
+        return result[0] if result else ReloadResult("in_progress", message="still loading")
+
+    def start(self) -> ModelProvider:
+        """Load the model in the background, then poll the alias (if there is one)."""
+        if self._fixed or self._thread is not None:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="eta-model-poller", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        interval = max(float(self.settings.reload_interval_s), 0.05)
+        self.check()
+        while True:
+            if self._current is None:
+                wait = min(interval, INITIAL_RETRY_S)
+            elif self.polling:
+                wait = interval
+            else:
+                return  # loaded from a folder or a pinned version: nothing to poll
+            if self._stop.wait(wait):
+                return
+            self.check()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling; the model being served stays available."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def status(self) -> dict[str, Any]:
+        """What ``/ready`` and ``/model`` report about loading and the registry."""
+        return {
+            "registry": self.registry,
+            "model_uri": self.model_uri,
+            "polling": self.polling,
+            "reload_interval_s": self.settings.reload_interval_s if self.polling else None,
+            "loaded_at": self.loaded_at,
+            "last_check": self.last_check,
+            "last_error": self.last_error,
+        }

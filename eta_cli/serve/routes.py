@@ -1,0 +1,197 @@
+"""The service's routes, as one blueprint: /predict, /health, /ready, /model, /reload,
+/metrics and /openapi.json.
+
+The request path is plain Python + NumPy: parse and validate the JSON
+(:mod:`eta_cli.validation`), one ``EtaModel.predict_records`` call, one queue append
+for the prediction log. Views find the app's provider, metrics and prediction log in
+``current_app.extensions["eta"]`` (put there by ``create_app``'s ``init_app`` calls).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, g, request
+
+from eta_cli import validation
+from eta_cli.predict import format_predictions
+from eta_cli.serve.openapi import openapi_document
+from eta_cli.serve.prediction_log import LogEntry
+from eta_cli.serve.provider import name_label, version_label
+from eta_cli.serve.responses import JSON_MIMETYPE, no_model_loaded, respond
+from eta_cli.validation import ApiError, Problem
+
+if TYPE_CHECKING:
+    from eta_cli.config import Settings
+    from eta_cli.registry import LoadedModel
+    from eta_cli.serve.prediction_log import PredictionLog
+
+blueprint = Blueprint("eta", __name__)
+
+
+def _service() -> dict[str, Any]:
+    """This app's provider, metrics, prediction log and request ids."""
+    return current_app.extensions["eta"]
+
+
+def _settings() -> Settings:
+    return current_app.config["ETA_SETTINGS"]
+
+
+def model_info(loaded: LoadedModel) -> dict[str, Any]:
+    """What ``/model`` says about the model being served: identity, run, metrics, quantiles."""
+    model = loaded.model
+    return {
+        "name": loaded.name,
+        "version": loaded.version,
+        "alias": loaded.alias,
+        "run_id": loaded.run_id,
+        "uri": loaded.uri,
+        "trained_at": loaded.trained_at,
+        "metrics": loaded.metrics,
+        "quantiles": {
+            "low": model.low,
+            "median": 0.5,
+            "high": model.high,
+            "quoted": model.quoted,
+        },
+    }
+
+
+def _predict_request() -> validation.PredictRequest:
+    """The request's orders, validated; a 4xx ApiError naming each bad field otherwise."""
+    if request.mimetype != JSON_MIMETYPE:
+        raise ApiError(
+            415,
+            "unsupported content type",
+            [Problem("Content-Type", f"{request.mimetype or 'none'!r}", JSON_MIMETYPE)],
+        )
+    body = validation.parse_json(request.get_data(cache=False))
+    return validation.parse_predict_request(body, _settings().max_batch_orders)
+
+
+def _log_predictions(
+    plog: PredictionLog | None,
+    parsed: validation.PredictRequest,
+    values: Any,
+    name: str,
+    version: str,
+) -> None:
+    """Hand the predictions to the background writer (None: the service logs nothing)."""
+    if plog is None:
+        return
+    plog.submit(
+        LogEntry(
+            request_id=g.request_id,
+            predicted_at=time.time(),
+            model_name=name,
+            model_version=version,
+            latency_ms=(time.perf_counter() - g.t0) * 1000.0,
+            records=parsed.records,
+            order_ids=parsed.order_ids,
+            values=values,
+        )
+    )
+
+
+@blueprint.post("/predict")
+def predict() -> Response:
+    """One order, or ``{"orders": [...]}``: predictions from one model, counted and logged."""
+    parsed = _predict_request()
+    service = _service()
+    provider = service["provider"]
+    loaded = provider.current  # read once: a swap cannot mix models in this request
+    if loaded is None:
+        raise no_model_loaded(provider)
+    values = loaded.model.predict_records(parsed.records)
+    predictions = format_predictions(loaded, parsed.records, parsed.order_ids, values)
+    n = len(predictions)
+    version = version_label(loaded)
+    name = name_label(loaded)
+    g.model_version = version
+    g.n_orders = n
+    service["metrics"].count_predictions(name, version, n)
+    _log_predictions(service["log"], parsed, values, name, version)
+    meta = {
+        "model_name": loaded.name,
+        "model_version": loaded.version,
+        "request_id": g.request_id,
+    }
+    if parsed.batch:
+        return respond({"predictions": predictions, **meta})
+    return respond({**predictions[0], **meta})
+
+
+@blueprint.get("/health")
+def health() -> Response:
+    """Alive: answers as long as the process serves requests, model or not."""
+    return respond({"status": "ok"})
+
+
+@blueprint.get("/ready")
+def ready() -> Response:
+    """200 once a model is loaded (503 with the reason until then), with the registry status."""
+    provider = _service()["provider"]
+    loaded = provider.current
+    payload: dict[str, Any] = {"ready": loaded is not None, **provider.status()}
+    if loaded is None:
+        payload["reason"] = provider.last_error or "model is loading"
+        return respond(payload, 503)
+    payload["model"] = {"name": loaded.name, "version": loaded.version}
+    return respond(payload)
+
+
+@blueprint.get("/model")
+def model() -> Response:
+    """The model being served and how it is kept current."""
+    provider = _service()["provider"]
+    loaded = provider.current
+    if loaded is None:
+        raise no_model_loaded(provider)
+    return respond({**model_info(loaded), **provider.status()})
+
+
+@blueprint.post("/reload")
+def reload() -> Response:
+    """Check the registry now: 200 done, 202 still loading, 503 failed (old model kept)."""
+    provider = _service()["provider"]
+    result = provider.reload_now()
+    status = {"in_progress": 202, "failed": 503}.get(result.status, 200)
+    loaded = provider.current
+    return respond(
+        {
+            **result.to_dict(),
+            "serving_version": loaded.version if loaded else None,
+            **provider.status(),
+        },
+        status,
+    )
+
+
+@blueprint.get("/metrics")
+def prometheus() -> Response:
+    """The Prometheus text exposition of this app's counters and gauges."""
+    service = _service()
+    return Response(
+        service["metrics"].render(service["provider"], service["log"]),
+        mimetype="text/plain",
+        content_type="text/plain; version=0.0.4; charset=utf-8",
+    )
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    """This API's description, with the served model's quantiles (the settings' until loaded)."""
+    settings = _settings()
+    loaded = _service()["provider"].current
+    low = loaded.model.low if loaded else settings.quantile_low
+    high = loaded.model.high if loaded else settings.quantile_high
+    return respond(
+        openapi_document(
+            max_batch=settings.max_batch_orders,
+            max_body_bytes=settings.max_body_bytes,
+            quantile_low=low,
+            quantile_high=high,
+        )
+    )
