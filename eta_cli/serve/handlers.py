@@ -33,9 +33,11 @@ class RequestIds:
         self.counter = itertools.count(1)
 
     def init_app(self, app: Flask) -> None:
+        """Give ``app`` its own ids (Flask's extension pattern)."""
         app.extensions.setdefault("eta", {})["request_ids"] = self
 
     def new(self) -> str:
+        """The next id: 32 hex characters, within the prediction log's 64."""
         return f"{self.prefix}{next(self.counter):012x}"
 
 

@@ -50,6 +50,7 @@ class LeanBooster:
         self._no_proxy = ctypes.c_void_p()
 
     def inplace_predict(self, data: Any) -> Any:
+        """What ``Booster.inplace_predict(data)`` returns, from the same C call."""
         import numpy as np
 
         ctypes = self._ctypes

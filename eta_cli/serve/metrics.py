@@ -33,6 +33,7 @@ def header(lines: list[str], name: str, kind: str, text: str) -> None:
 
 
 def request_lines(lines: list[str], requests: dict[tuple[str, str, int], int]) -> None:
+    """One counter per method, route and status."""
     header(
         lines, "eta_http_requests_total", "counter", "HTTP requests by method, route and status."
     )
@@ -72,6 +73,7 @@ def latency_lines(lines: list[str], latency: dict[str, list[float]]) -> None:
 
 
 def prediction_lines(lines: list[str], predictions: dict[tuple[str, str], int]) -> None:
+    """Orders predicted per model name and version (a batch counts each of its orders)."""
     header(
         lines, "eta_predictions_total", "counter", "Orders predicted, by model name and version."
     )
@@ -164,6 +166,7 @@ class Metrics:
             hist[-1] += 1
 
     def count_predictions(self, name: str, version: str, n: int) -> None:
+        """Count ``n`` orders predicted by one model version."""
         with self._lock:
             key = (name, version)
             self.predictions[key] = self.predictions.get(key, 0) + n

@@ -50,6 +50,7 @@ class ReloadResult:
     message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The result's part of the /reload answer."""
         return {"status": self.status, "version": self.version, "message": self.message}
 
 
