@@ -194,7 +194,7 @@ def main() -> None:
         fresh_workers(client, args.workers)
 
         tick = time.perf_counter()
-        trained = dask_train.train(settings, client, max_rounds=args.max_rounds)
+        trained = dask_train.train_on_cluster(settings, client, max_rounds=args.max_rounds)
         seconds = time.perf_counter() - tick
         report["train"] = {
             "seconds": round(seconds, 1),

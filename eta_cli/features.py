@@ -165,6 +165,48 @@ def fit_feature_state(columns: Columns, target: Sequence[float] | np.ndarray) ->
     )
 
 
+def state_from_sums(groups: Any) -> FeatureState:
+    """The :class:`FeatureState` :func:`fit_feature_state` would learn from the rows
+    behind ``groups`` (a pandas frame with columns store, market, category, sum, count;
+    -1 / "" missing).
+
+    Same statistics and smoothing, computed from sums and counts instead of rows, so
+    an engine that only has per-group partial sums (Dask) learns the same state; kept
+    beside :func:`fit_feature_state` so the two cannot drift apart.
+    """
+    smoothing = SMOOTHING
+    n = int(groups["count"].sum())
+    global_mean = float(groups["sum"].sum() / n) if n else 0.0
+
+    known_market = groups[groups["market"] >= 0]
+    markets = known_market.groupby("market")[["sum", "count"]].sum().sort_index()
+    market_values = (markets["sum"] + smoothing * global_mean) / (markets["count"] + smoothing)
+    market_means = {int(k): float(v) for k, v in market_values.items()}
+
+    prior = groups["market"].map(market_means).fillna(global_mean).to_numpy(dtype=np.float64)
+    per_store = groups.assign(prior=prior * groups["count"].to_numpy(dtype=np.float64))
+    stores = per_store.groupby("store")[["sum", "count", "prior"]].sum().sort_index()
+    counts = stores["count"].to_numpy(dtype=np.float64)
+    store_means = (stores["sum"].to_numpy() + smoothing * stores["prior"].to_numpy() / counts) / (
+        counts + smoothing
+    )
+
+    known_cat = groups[groups["category"] != ""]
+    cats = known_cat.groupby("category")[["sum", "count"]].sum()
+    names = sorted(str(c) for c in cats.index)
+    cats = cats.loc[names]
+    cat_values = (cats["sum"] + smoothing * global_mean) / (cats["count"] + smoothing)
+    return FeatureState(
+        global_mean=global_mean,
+        store_ids=stores.index.to_numpy(dtype=np.int64),
+        store_means=np.asarray(store_means, dtype=np.float64),
+        store_counts=counts,
+        market_means=market_means,
+        category_codes={name: i for i, name in enumerate(names)},
+        category_means={str(k): float(v) for k, v in cat_values.items()},
+    )
+
+
 def out_of_fold_states(
     columns: Columns, target: np.ndarray, folds: int = 5, seed: int = 0
 ) -> tuple[np.ndarray, list[FeatureState]]:

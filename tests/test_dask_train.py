@@ -82,7 +82,7 @@ def test_feature_state_from_sums_is_fit_feature_state() -> None:
         for p in parts
     )
     sums = partial.groupby(["store", "market", "category"])[["sum", "count"]].sum().reset_index()
-    assert_same_state(dask_train.feature_state_from_sums(sums), want)
+    assert_same_state(features.state_from_sums(sums), want)
 
 
 def test_out_of_fold_states_leave_their_fold_out() -> None:

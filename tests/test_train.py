@@ -275,3 +275,20 @@ def test_default_reads_the_ingested_dataset(tmp_path, capsys) -> None:
         )
     )
     assert reference[schema.ORDER_ID].notna().all()  # ingest's ids travel with the sample
+
+
+def test_library_call_reports_progress(settings) -> None:
+    """Features, every candidate and each boosting round reach the progress callback."""
+    from eta_cli.progress import Progress
+    from eta_cli.train import CANDIDATES, train
+
+    frame = pd.read_parquet(write_orders(Path("orders.parquet"), n=2000, seed=8))
+    events: list[Progress] = []
+    train(settings, data=frame, max_rounds=12, progress=events.append)
+    tasks = {event.task for event in events}
+    assert {"features", "candidates", "boosting"} <= tasks
+    assert any(e.task == "features" and e.finished for e in events)
+    assert [e.note for e in events if e.task == "candidates"] == list(CANDIDATES)
+    rounds = [e for e in events if e.task == "boosting"]
+    assert {e.done for e in rounds} == set(range(1, 13))  # one event per round of 12
+    assert all(e.unit == "rounds" and e.total == 12 for e in rounds)

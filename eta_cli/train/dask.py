@@ -3,7 +3,7 @@
 What runs on the workers, partition by partition (a partition is a Parquet file or
 a slice of its row groups):
 
-1. read + :func:`eta_cli.train.clean_orders` (the local engine's cleaning);
+1. read + :func:`eta_cli.train.data.clean_orders` (the local engine's cleaning);
 2. per-minute order counts (and min/max ``created_at``), reduced with a Dask
    groupby: the time split's boundaries are the minutes where the cumulative count
    crosses the train / validation / test fractions, so the newest orders are the
@@ -11,8 +11,8 @@ a slice of its row groups):
 3. per-fold sums and counts of the duration per store / market / category over
    the training rows (a Dask groupby), from which the driver builds the same
    :class:`~eta_cli.features.FeatureState` as :func:`~eta_cli.features.fit_feature_state`
-   (same smoothing) for the full training split, and one per fold for out-of-fold
-   encodings (the fold of a row is a hash of its ``order_id``);
+   (:func:`~eta_cli.features.state_from_sums`) for the full training split, and one
+   per fold for out-of-fold encodings (the fold of a row is a hash of its ``order_id``);
 4. features with :func:`eta_cli.features.build_features`, then
    ``xgboost.dask.train`` on ``DaskQuantileDMatrix`` with the local engine's
    parameters and early stopping on the validation split.
@@ -20,8 +20,11 @@ a slice of its row groups):
 The driver then fits the baselines and the linear candidate, calibrates the
 interval and computes test metrics on bounded random samples of each split (all
 rows when a split is small), and logs everything through
-:func:`eta_cli.train.fit_and_log`, so the run and the pyfunc model look exactly
+:func:`eta_cli.train.run.fit_and_log`, so the run and the pyfunc model look exactly
 like the local engine's and ``eta register`` / ``eta serve`` do not change.
+
+The entry point is :func:`eta_cli.train.train` with ``engine="dask"``; it opens
+the cluster and calls :func:`train_on_cluster`.
 """
 
 from __future__ import annotations
@@ -39,18 +42,26 @@ from eta_cli.config import Settings
 from eta_cli.dask_engine import Tracker, cluster_size, wait_persisted
 from eta_cli.errors import EtaError, first_line
 from eta_cli.progress import ProgressCallback
-from eta_cli.train import (
-    DEFAULT_MAX_ROUNDS,
-    DEFAULT_SEED,
-    EARLY_STOPPING_ROUNDS,
+from eta_cli.train.data import (
     MIN_EVAL_ROWS,
     MIN_TRAIN_ROWS,
-    FitResult,
     Matrices,
     Split,
     TrainError,
-    TrainResult,
+    check_columns,
+    clean_orders,
+    upstream_sum,
 )
+from eta_cli.train.fit import (
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_SEED,
+    EARLY_STOPPING_ROUNDS,
+    FitResult,
+    booster_params,
+    model_quantiles,
+)
+from eta_cli.train.log import TrainingRun, TrainResult
+from eta_cli.train.run import fit_and_log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,8 +160,6 @@ def _to_pandas(table: Any) -> pd.DataFrame:
 def _prepare(table: Any, settings: Settings, label: str, since_ns: int | None) -> pd.DataFrame:
     """Arrow rows -> the cleaned order frame both engines train on (fixed columns)."""
     frame = _to_pandas(table)
-    from eta_cli.train import clean_orders
-
     out = clean_orders(frame, settings, label)
     if since_ns is not None:
         created = out[schema.CREATED_AT].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -209,15 +218,7 @@ def read_orders(
                 f"no orders at {source}: run `eta ingest` first or pass --data PATH"
             ) from exc
         raise
-    has_target = schema.TARGET in names or schema.DELIVERED_AT in names
-    missing = [c for c in schema.INPUT_COLUMNS if c not in names]
-    if not has_target:
-        missing.append(f"{schema.TARGET} (or {schema.DELIVERED_AT})")
-    if missing:
-        raise TrainError(
-            f"{source} lacks column(s) {', '.join(missing)}; expected the cleaned order "
-            f"columns: {', '.join(schema.CLEAN_COLUMNS[:-1])}"
-        )
+    check_columns(names, source)
     needed = (*ORDER_COLUMNS, *(() if schema.TARGET in names else (schema.DELIVERED_AT,)))
     wanted = [c for c in needed if c in names]
     since_ns = None
@@ -258,21 +259,11 @@ def _minute_summary(frame: pd.DataFrame) -> pd.DataFrame:
             "last": created,
         }
     )
-    return (
-        summary.groupby("minute", sort=False)
-        .agg({"count": "sum", "lo": "sum", "hi": "sum", "first": "min", "last": "max"})
-        .reset_index()
-    )
+    return summary.groupby("minute", sort=False).agg(_MINUTE_TOTALS).reset_index()
 
 
-_SUMMARY_META = {
-    "minute": "int64",
-    "count": "int64",
-    "lo": "int64",
-    "hi": "int64",
-    "first": "int64",
-    "last": "int64",
-}
+_SUMMARY_META = dict.fromkeys(("minute", "count", "lo", "hi", "first", "last"), "int64")
+_MINUTE_TOTALS = {"count": "sum", "lo": "sum", "hi": "sum", "first": "min", "last": "max"}
 
 
 @dataclass(frozen=True)
@@ -399,45 +390,6 @@ def _fold_sums(frame: pd.DataFrame, split: TimeSplit, seed: int) -> pd.DataFrame
     return grouped[["sum", "count"]].sum().reset_index()
 
 
-def feature_state_from_sums(groups: pd.DataFrame) -> features.FeatureState:
-    """The :class:`FeatureState` :func:`features.fit_feature_state` would learn from the
-    rows behind ``groups`` (columns store, market, category, sum, count; -1 / "" missing).
-
-    Same statistics and smoothing, computed from sums and counts instead of rows.
-    """
-    smoothing = features.SMOOTHING
-    n = int(groups["count"].sum())
-    global_mean = float(groups["sum"].sum() / n) if n else 0.0
-
-    known_market = groups[groups["market"] >= 0]
-    markets = known_market.groupby("market")[["sum", "count"]].sum().sort_index()
-    market_values = (markets["sum"] + smoothing * global_mean) / (markets["count"] + smoothing)
-    market_means = {int(k): float(v) for k, v in market_values.items()}
-
-    prior = groups["market"].map(market_means).fillna(global_mean).to_numpy(dtype=np.float64)
-    per_store = groups.assign(prior=prior * groups["count"].to_numpy(dtype=np.float64))
-    stores = per_store.groupby("store")[["sum", "count", "prior"]].sum().sort_index()
-    counts = stores["count"].to_numpy(dtype=np.float64)
-    store_means = (stores["sum"].to_numpy() + smoothing * stores["prior"].to_numpy() / counts) / (
-        counts + smoothing
-    )
-
-    known_cat = groups[groups["category"] != ""]
-    cats = known_cat.groupby("category")[["sum", "count"]].sum()
-    names = sorted(str(c) for c in cats.index)
-    cats = cats.loc[names]
-    cat_values = (cats["sum"] + smoothing * global_mean) / (cats["count"] + smoothing)
-    return features.FeatureState(
-        global_mean=global_mean,
-        store_ids=stores.index.to_numpy(dtype=np.int64),
-        store_means=np.asarray(store_means, dtype=np.float64),
-        store_counts=counts,
-        market_means=market_means,
-        category_codes={name: i for i, name in enumerate(names)},
-        category_means={str(k): float(v) for k, v in cat_values.items()},
-    )
-
-
 @dataclass
 class States:
     """The full-training-split state and one out-of-fold state per fold."""
@@ -452,8 +404,8 @@ def states_from_fold_sums(sums: pd.DataFrame, folds: int = FOLDS) -> States:
     per_fold = []
     for k in range(folds):
         rest = sums[sums["fold"] != k].groupby(keys)[["sum", "count"]].sum().reset_index()
-        per_fold.append(feature_state_from_sums(rest))
-    return States(feature_state_from_sums(total), per_fold)
+        per_fold.append(features.state_from_sums(rest))
+    return States(features.state_from_sums(total), per_fold)
 
 
 # --------------------------------------------------------------------------- features
@@ -544,8 +496,6 @@ def _fit_dask(
     """
     from xgboost import dask as dxgb
 
-    from eta_cli.train import booster_params
-
     names = list(features.FEATURE_NAMES)
     full, logged = booster_params(quantiles, None, seed)
     start = time.perf_counter()
@@ -577,94 +527,121 @@ def _fit_dask(
     )
 
 
-def check_options(trials: int, max_rounds: int) -> None:
-    """Refuse what the Dask engine cannot do before a cluster is started for it."""
-    if trials:
-        raise TrainError(
-            "--trials needs --engine local: the Dask engine trains the default XGBoost "
-            "parameters (tune on a sample locally, then train at scale)"
-        )
-    if max_rounds < 1:
-        raise TrainError(f"--max-rounds must be >= 1, got {max_rounds}")
-
-
-def train(
+def train_on_cluster(
     settings: Settings,
     client: Client,
+    *,
     data: str | None = None,
-    trials: int = 0,
+    since: str | None = None,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     seed: int = DEFAULT_SEED,
     experiment: str | None = None,
-    since: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> TrainResult:
-    """Train on the cluster behind ``client``; log to MLflow like :func:`eta_cli.train.train`."""
-    from eta_cli import tracking
-    from eta_cli.train import fit_and_log, model_quantiles
+    """Train on the cluster behind ``client``; the run is logged like the local engine's.
 
-    check_options(trials, max_rounds)
+    Reached through :func:`eta_cli.train.train` with ``engine="dask"``, which checks
+    the options and opens the cluster.
+    """
+    from eta_cli import tracking
+
     tracker = Tracker(progress)
-    timings: dict[str, float] = {}
     started = time.perf_counter()
     experiment_name = experiment or settings.experiment_name
-
     # Bad input fails before anything is written to MLflow ...
-    tick = time.perf_counter()
     orders, source = read_orders(settings, data, since)
-    summary = orders.map_partitions(_minute_summary, meta=_SUMMARY_META)
-    summary = client.persist(summary)
+    split = _time_split(client, tracker, orders, settings, source)
+    timings = {"load_s": time.perf_counter() - started}
+    # ... and a dead tracking server before minutes of training.
+    mlflow_client = tracking.configure(settings, experiment_name)
+    experiment_id = tracking.experiment_id(mlflow_client, settings, experiment_name)
+
+    tick = time.perf_counter()
+    states = _feature_states(client, tracker, orders, split, seed)
+    persisted = _persist_features(client, tracker, orders, split, states, seed)
+    frames = _evaluation_frames(client, tracker, orders, split, seed)
+    m = _sample_matrices(frames, states, seed)
+    timings["features_s"] = time.perf_counter() - tick
+    quantiles = model_quantiles(settings)
+
+    def fit() -> FitResult:
+        with tracker.step(f"xgboost.dask: up to {max_rounds} rounds"):
+            return _fit_dask(client, persisted, quantiles, max_rounds, seed)
+
+    run = TrainingRun(
+        client=mlflow_client,
+        experiment_id=experiment_id,
+        experiment_name=experiment_name,
+        source=source,
+        data_fingerprint=split.fingerprint,
+        rows=split.rows,
+        boundaries=split.boundaries,
+        max_rounds=max_rounds,
+        seed=seed,
+        extra_tags=_engine_tags(client, orders.npartitions, frames),
+        timings=timings,
+        started=started,
+    )
+    try:
+        return fit_and_log(settings, m, Split(*frames), run, fit_booster=fit, progress=progress)
+    finally:
+        persisted.clear()
+
+
+def _time_split(
+    client: Client, tracker: Tracker, orders: Any, settings: Settings, source: str
+) -> TimeSplit:
+    """Orders per minute, reduced on the cluster, give the time split (and the fingerprint)."""
+    summary = client.persist(orders.map_partitions(_minute_summary, meta=_SUMMARY_META))
     wait_persisted(tracker, summary, "reading orders")
-    minutes = client.compute(
-        summary.groupby("minute").agg(
-            {"count": "sum", "lo": "sum", "hi": "sum", "first": "min", "last": "max"}
-        )
-    ).result()
+    minutes = client.compute(summary.groupby("minute").agg(_MINUTE_TOTALS)).result()
     del summary
     if minutes.empty:
         raise TrainError(
             f"no usable orders in {source}: every row lacks created_at/store_id or has "
             f"{schema.TARGET} outside {settings.min_duration_s}-{settings.max_duration_s} s"
         )
-    split = time_split_from_minutes(
+    return time_split_from_minutes(
         minutes.reset_index(), settings.validation_fraction, settings.test_fraction
     )
-    timings["load_s"] = time.perf_counter() - tick
-    # ... and a dead tracking server before minutes of training.
-    mlflow_client = tracking.configure(settings, experiment_name)
-    experiment_id = tracking.experiment_id(mlflow_client, settings, experiment_name)
 
-    tick = time.perf_counter()
-    partial = client.persist(
-        orders.map_partitions(
-            _fold_sums,
-            split,
-            seed,
-            meta={
-                "fold": "int64",
-                "store": "int64",
-                "market": "int64",
-                "category": "object",
-                "sum": "float64",
-                "count": "int64",
-            },
-        )
-    )
+
+_FOLD_SUMS_META = {
+    "fold": "int64",
+    "store": "int64",
+    "market": "int64",
+    "category": "object",
+    "sum": "float64",
+    "count": "int64",
+}
+
+
+def _feature_states(
+    client: Client, tracker: Tracker, orders: Any, split: TimeSplit, seed: int
+) -> States:
+    """Per-fold duration sums over the training rows, reduced into the feature states."""
+    partial = client.persist(orders.map_partitions(_fold_sums, split, seed, meta=_FOLD_SUMS_META))
     wait_persisted(tracker, partial, "store statistics")
     sums = client.compute(
         partial.groupby(["fold", "store", "market", "category"])[["sum", "count"]].sum()
     ).result()
     del partial
-    states = states_from_fold_sums(sums.reset_index())
-    del sums
+    return states_from_fold_sums(sums.reset_index())
 
+
+def _persist_features(
+    client: Client, tracker: Tracker, orders: Any, split: TimeSplit, states: States, seed: int
+) -> dict[str, Any]:
+    """The training and validation features and labels, persisted on the workers.
+
+    Features and label come from one task per partition: both are views of the same
+    block, so each order's features are held once.
+    """
     import dask
 
     shared = dask.delayed(states, pure=True)
     persisted: dict[str, Any] = {}
     for which, name in ((_TRAIN, "train"), (_VAL, "val")):
-        # Features and label persisted together from one task per partition: both are
-        # views of the same block, so each order's features are held once.
         block = orders.map_partitions(
             split_features, which, split, shared, seed, meta=_features_meta()
         )
@@ -672,33 +649,39 @@ def train(
         y = block.map_partitions(_label_only, meta=_features_meta().iloc[:, -1])
         persisted[name] = client.persist([x, y])
         wait_persisted(tracker, persisted[name][0], f"{_SPLIT_NAMES[which]} features")
+    return persisted
+
+
+def _evaluation_frames(
+    client: Client, tracker: Tracker, orders: Any, split: TimeSplit, seed: int
+) -> list[pd.DataFrame]:
+    """Bounded random samples of train / validation / test, brought to the driver, time-sorted."""
+    import pandas as pd
 
     fractions = [
         min(1.0, TRAIN_SAMPLE_ROWS / max(split.rows["train"], 1)),
         min(1.0, EVAL_ROWS / max(split.rows["val"], 1)),
         min(1.0, EVAL_ROWS / max(split.rows["test"], 1)),
     ]
-    import pandas as pd
-
     sample_meta = orders._meta.assign(_split=pd.Series([], dtype="int8"))
     sample_parts = client.compute(
         orders.map_partitions(_sample_rows, split, fractions, seed, meta=sample_meta).to_delayed()
     )
-
     pieces = tracker.wait(sample_parts, "evaluation samples")
     samples = pd.concat(pieces, ignore_index=True)
     del pieces
     samples = samples.sort_values([schema.CREATED_AT, schema.ORDER_ID], kind="stable")
-    frames = [
+    return [
         samples.loc[samples["_split"] == which].drop(columns="_split").reset_index(drop=True)
         for which in (_TRAIN, _VAL, _TEST)
     ]
-    del samples
+
+
+def _sample_matrices(frames: Sequence[pd.DataFrame], states: States, seed: int) -> Matrices:
+    """Matrices of the samples, for baselines, calibration, metrics and plots on the driver."""
     built = [_features_of(frame, which, states, seed) for which, frame in enumerate(frames)]
     names = list(features.FEATURE_NAMES)
-    from eta_cli.train import upstream_sum
-
-    m = Matrices(
+    return Matrices(
         x_train=built[0][names].to_numpy(),
         y_train=frames[0][schema.TARGET].to_numpy(dtype=np.float64),
         x_val=built[1][names].to_numpy(),
@@ -709,41 +692,14 @@ def train(
         upstream_train=upstream_sum(frames[0]),
         upstream_test=upstream_sum(frames[2]),
     )
-    evaluation = Split(train=frames[0], val=frames[1], test=frames[2])
-    timings["features_s"] = time.perf_counter() - tick
 
-    quantiles = model_quantiles(settings)
 
-    def fit() -> FitResult:
-        with tracker.step(f"xgboost.dask: up to {max_rounds} rounds"):
-            return _fit_dask(client, persisted, quantiles, max_rounds, seed)
-
+def _engine_tags(client: Client, partitions: int, frames: Sequence[pd.DataFrame]) -> dict[str, str]:
+    """Tags saying the run was trained on a cluster, and how much of it was sampled."""
     workers, _, _ = cluster_size(client)
-    extra = {
+    return {
         "eta.engine": "dask",
         "eta.dask_workers": str(workers),
-        "eta.partitions": str(orders.npartitions),
+        "eta.partitions": str(partitions),
         **{f"eta.eval_rows_{n}": str(len(f)) for n, f in zip(_SPLIT_NAMES, frames, strict=True)},
     }
-    try:
-        return fit_and_log(
-            settings,
-            m,
-            evaluation,
-            client=mlflow_client,
-            experiment_id=experiment_id,
-            experiment_name=experiment_name,
-            source=source,
-            data_fp=split.fingerprint,
-            rows=split.rows,
-            boundaries=split.boundaries,
-            timings=timings,
-            started=started,
-            trials=0,
-            max_rounds=max_rounds,
-            seed=seed,
-            fit_booster=fit,
-            extra_tags=extra,
-        )
-    finally:
-        persisted.clear()
