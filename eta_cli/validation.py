@@ -1,65 +1,82 @@
-"""Validation of orders sent for prediction, and the OpenAPI description of the API.
+"""Validation of orders sent for prediction: one JSON order, or a request of them.
 
-Both are generated from :data:`eta_cli.schema.COLUMNS` (names, kinds, nullability,
-minimum/maximum: the definitions ingest cleans with), so what the server accepts
-and what ``/openapi.json`` documents cannot drift apart. Serving is stricter than
-ingest: ingest blanks an out-of-range feature and keeps the order, while a caller
-asking for a prediction gets a 4xx naming the field, because a silently blanked
-input would give a silently worse ETA.
+The rules themselves (types, ranges, spellings and the message of each problem) live
+in :mod:`eta_cli.orders`, generated from :data:`eta_cli.schema.COLUMNS`, the definitions
+ingest cleans with; batch files are checked with the same rules as whole columns.
+This module applies them to decoded JSON: the shape of a request, unknown and
+forbidden fields, and the error answered. Serving is stricter than ingest: ingest
+blanks an out-of-range feature and keeps the order, while a caller asking for a
+prediction gets a 4xx naming the field, because a silently blanked input would give
+a silently worse ETA.
 
 Plain Python on purpose: a single order is validated in a few microseconds, with
-no pandas on the request path.
+no pandas (nor NumPy or Arrow) on the request path. An HTTP batch is at most
+``ETA_MAX_BATCH_ORDERS`` orders already decoded into Python objects, so it is
+checked order by order with the same functions (:func:`eta_cli.orders.check_value`):
+building Arrow columns of them would cost more than checking them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from eta_cli import schema
-from eta_cli.schema import Column
+from eta_cli.orders import (
+    ACCEPTED_FIELDS,
+    MAX_ORDER_ID_INT,
+    MAX_ORDER_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    ORDER_COLUMNS,
+    ORDER_ID,
+    ORDER_ID_ALLOWED,
+    REQUIRED_FIELDS,
+    TIMESTAMP_PATTERN,
+    Problem,
+    allowed_text,
+    check_order_id,
+    check_value,
+    missing_problem,
+    parse_timestamp,
+    type_name,
+)
 
-ORDER_ID = schema.ORDER_ID
+__all__ = [
+    "ACCEPTED_FIELDS",
+    "BATCH_KEY",
+    "FORBIDDEN_FIELDS",
+    "MAX_DETAILS",
+    "MAX_ORDER_ID_INT",
+    "MAX_ORDER_ID_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "ORDER_COLUMNS",
+    "ORDER_ID",
+    "ORDER_ID_ALLOWED",
+    "REQUIRED_FIELDS",
+    "TIMESTAMP_PATTERN",
+    "ApiError",
+    "PredictRequest",
+    "Problem",
+    "allowed_text",
+    "interval_field",
+    "parse_json",
+    "parse_predict_request",
+    "parse_timestamp",
+    "validate_order",
+]
+
 BATCH_KEY = "orders"
-MAX_TEXT_LENGTH = 200
-MAX_ORDER_ID_LENGTH = 64
-MAX_ORDER_ID_INT = 2**63 - 1
 MAX_DETAILS = 100
 
-# Years 1970-2199 keep created_at + quoted ETA inside every datetime type we use.
-TIMESTAMP_PATTERN = (
-    r"^(19[7-9][0-9]|2[01][0-9]{2})-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}"
-    r"(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
-)
-_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
-
-# Fields a caller may send for one order, in schema order, then the optional id.
-ORDER_COLUMNS: tuple[Column, ...] = tuple(c for c in schema.COLUMNS if c.known_at_order_time)
-ACCEPTED_FIELDS: tuple[str, ...] = (*(c.name for c in ORDER_COLUMNS), ORDER_ID)
-REQUIRED_FIELDS: tuple[str, ...] = tuple(c.name for c in ORDER_COLUMNS if not c.nullable)
 # Known but refused: the label is not known when the order is placed.
 FORBIDDEN_FIELDS: dict[str, str] = {
     c.name: f"not allowed at prediction time ({c.description}: not known when the order is placed)"
     for c in schema.COLUMNS
     if not c.known_at_order_time
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a request: which field, what is wrong, what is allowed."""
-
-    field: str
-    problem: str
-    allowed: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "problem": self.problem, "allowed": self.allowed}
 
 
 class ApiError(Exception):
@@ -75,35 +92,6 @@ class ApiError(Exception):
         return {"error": self.message, "details": [d.to_dict() for d in self.details]}
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def allowed_text(column: Column) -> str:
-    """What a column accepts, in words; shared by error details and the OpenAPI descriptions."""
-    if column.kind == "int":
-        text = "integer"
-    elif column.kind == "float":
-        text = "number"
-    elif column.kind == "str":
-        text = f"string of at most {MAX_TEXT_LENGTH} characters"
-    else:
-        text = (
-            "timestamp 'YYYY-MM-DD HH:MM:SS' (UTC; ISO 8601 with 'T', fractional seconds "
-            "and a Z or +HH:MM offset also accepted), years 1970-2199"
-        )
-    if column.minimum is not None and column.maximum is not None:
-        text += f" from {_number(column.minimum)} to {_number(column.maximum)} ({column.unit})"
-    elif column.kind in ("int", "float"):
-        text += f" ({column.unit})"
-    return text + (", or null" if column.nullable else ", required")
-
-
-ORDER_ID_ALLOWED = (
-    f"string of 1 to {MAX_ORDER_ID_LENGTH} characters or integer from 0 to {MAX_ORDER_ID_INT}, "
-    "optional; echoed in the answer and the prediction log"
-)
-_ALLOWED = {c.name: allowed_text(c) for c in ORDER_COLUMNS}
 _UNKNOWN_ALLOWED = "one of: " + ", ".join(ACCEPTED_FIELDS)
 _ACCEPTED_SET = frozenset(ACCEPTED_FIELDS)
 # (column, name, low, high): an int in [low, high] is accepted without further checks;
@@ -117,92 +105,6 @@ _INT_FAST_PATH = tuple(
     )
     for c in ORDER_COLUMNS
 )
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
-    return type(value).__name__
-
-
-def parse_timestamp(value: str) -> datetime | None:
-    """UTC naive datetime of an accepted timestamp text, or None when it is not one."""
-    if not _TIMESTAMP_RE.match(value):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:  # e.g. February 30th: the pattern cannot see the calendar
-        return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
-
-
-def _check_column(column: Column, value: Any, where: str) -> tuple[Any, Problem | None]:
-    """The clean value of one field, or the problem with it."""
-    kind = column.kind
-    allowed = _ALLOWED[column.name]
-    if kind == "int":
-        kind_of = type(value)
-        if kind_of is float:
-            if not value.is_integer():
-                return None, Problem(where, f"{value!r} is not a whole number", allowed)
-            value = int(value)
-        elif kind_of is not int:  # bool is its own type, so True is refused here
-            return None, Problem(where, f"expected an integer, got {_type_name(value)}", allowed)
-    elif kind == "float":
-        if type(value) not in (int, float) or not math.isfinite(value):
-            return None, Problem(where, f"expected a number, got {_type_name(value)}", allowed)
-        value = float(value)
-    elif kind == "str":
-        if type(value) is not str:
-            return None, Problem(where, f"expected a string, got {_type_name(value)}", allowed)
-        if len(value) > MAX_TEXT_LENGTH:
-            return None, Problem(where, f"string of {len(value)} characters is too long", allowed)
-        return value, None
-    else:  # timestamp
-        if type(value) is not str:
-            return None, Problem(
-                where, f"expected a timestamp string, got {_type_name(value)}", allowed
-            )
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            shown = value if len(value) <= 40 else value[:40] + "..."
-            return None, Problem(where, f"{shown!r} is not a valid timestamp", allowed)
-        return parsed, None
-    if (column.minimum is not None and value < column.minimum) or (
-        column.maximum is not None and value > column.maximum
-    ):
-        return None, Problem(where, f"{value} is out of range", allowed)
-    return value, None
-
-
-def _check_order_id(value: Any, where: str) -> tuple[str | None, Problem | None]:
-    if value is None:
-        return None, None
-    if type(value) is str and 1 <= len(value) <= MAX_ORDER_ID_LENGTH:
-        return value, None
-    if type(value) is int and 0 <= value <= MAX_ORDER_ID_INT:
-        return str(value), None
-    if type(value) is str:
-        return None, Problem(where, f"string of {len(value)} characters", ORDER_ID_ALLOWED)
-    if type(value) is int:
-        return None, Problem(where, f"{value} is out of range", ORDER_ID_ALLOWED)
-    return None, Problem(
-        where, f"expected a string or an integer, got {_type_name(value)}", ORDER_ID_ALLOWED
-    )
 
 
 def validate_order(
@@ -222,7 +124,7 @@ def validate_order(
             [
                 Problem(
                     prefix or "body",
-                    f"expected an order object, got {_type_name(order)}",
+                    f"expected an order object, got {type_name(order)}",
                     "a JSON object with the order fields",
                 )
             ],
@@ -236,16 +138,16 @@ def validate_order(
             record[name] = value
             continue
         if value is None:
-            if not column.nullable:
-                problem = "missing" if name not in order else "must not be null"
-                problems.append(Problem(prefix + name, problem, _ALLOWED[name]))
+            missing = missing_problem(column, prefix + name, given=name in order)
+            if missing is not None:
+                problems.append(missing)
             record[name] = None
             continue
-        clean, problem = _check_column(column, value, prefix + name)
+        clean, problem = check_value(column, value, prefix + name)
         if problem is not None:
             problems.append(problem)
         record[name] = clean
-    order_id, problem = _check_order_id(order.get(ORDER_ID), prefix + ORDER_ID)
+    order_id, problem = check_order_id(order.get(ORDER_ID), prefix + ORDER_ID)
     if problem is not None:
         problems.append(problem)
     for key in order:
@@ -307,7 +209,7 @@ def parse_predict_request(body: Any, max_batch: int) -> PredictRequest:
             raise ApiError(
                 422,
                 "invalid batch",
-                [Problem(BATCH_KEY, f"expected an array, got {_type_name(orders)}", allowed)],
+                [Problem(BATCH_KEY, f"expected an array, got {type_name(orders)}", allowed)],
             )
         if not orders:
             raise ApiError(422, "invalid batch", [Problem(BATCH_KEY, "empty", allowed)])
