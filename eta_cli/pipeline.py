@@ -297,16 +297,16 @@ def new_orders(settings: Settings) -> tuple[pd.DataFrame, Any]:
     Only the order_id/order_date columns are read in full; the new orders' rows come
     from the partitions (days) they are in.
     """
-    from eta_cli import ingest
+    from eta_cli import lake
 
-    ids = ingest.read_orders(settings, columns=[schema.ORDER_ID, schema.ORDER_DATE])
+    ids = lake.read_orders(settings, columns=[schema.ORDER_ID, schema.ORDER_DATE])
     all_ids = ids[schema.ORDER_ID].astype(str)
     known = _known_orders(settings)
     fresh = ~all_ids.isin(known) if known is not None else all_ids.notna()
     if not fresh.any():
         return ids.iloc[0:0], all_ids
     first_day = str(ids.loc[fresh, schema.ORDER_DATE].min())
-    frame = ingest.read_orders(settings, since=first_day)
+    frame = lake.read_orders(settings, since=first_day)
     frame = frame[frame[schema.ORDER_ID].astype(str).isin(set(all_ids[fresh]))]
     return frame.reset_index(drop=True), all_ids
 
@@ -422,7 +422,7 @@ def _ingest_step(
 
     try:
         outcome = ingest.ingest(
-            [*files, *remote], settings, synthetic=synthetic, seed=seed, drift=drift
+            settings, [*files, *remote], synthetic=synthetic, seed=seed, drift=drift
         )
     except Exception as exc:  # logged as a failed step
         record(Step("ingest", "failed", time.perf_counter() - tick, _log_line(exc)))
@@ -456,13 +456,13 @@ def _drift_step(
     record: Callable[[Step], Step],
 ) -> Any:
     """Drift report of the new orders; returns every order id present (None on failure)."""
-    from eta_cli import ingest
+    from eta_cli import lake
     from eta_cli.monitor import drift
 
     tick = time.perf_counter()
     try:
         frame, all_ids = new_orders(settings)
-    except ingest.NoOrdersError:
+    except lake.NoOrdersError:
         record(Step("drift", "skipped", time.perf_counter() - tick, "no ingested orders yet"))
         return None
     except Exception as exc:  # logged as a failed step
@@ -491,36 +491,43 @@ def _drift_step(
     try:
         report = drift.drift_report(
             settings,
-            current=frame,
-            current_label=f"{len(frame):,} orders new since the previous pipeline run",
-            sample_rows=sample_rows,
-            upload_s3=upload_s3,
-            alert_webhook=alert_webhook,
+            drift.DriftRequest(
+                current=frame,
+                current_label=f"{len(frame):,} orders new since the previous pipeline run",
+                sample_rows=sample_rows,
+                upload_s3=upload_s3,
+                alert_webhook=alert_webhook,
+            ),
         )
     except Exception as exc:  # logged as a failed step
         record(Step("drift", "failed", time.perf_counter() - tick, _log_line(exc)))
         return None
     result.dataset_drift = report.dataset_drift
-    problems = list(report.errors)
-    if report.alert and not report.alert.get("sent"):
-        problems.append(f"alert not delivered: {report.alert.get('error')}")
-    detail = (
-        f"new_orders={len(frame)} champion=v{champion} dataset_drift={report.dataset_drift} "
-        f"drifted={report.drifted_columns}/{report.total_columns} "
-        f"share={report.drift_share:.2f} report={report.html_uri or report.html_path}"
-    )
-    if problems:
-        detail += " problems=" + "; ".join(problems)
     record(
         Step(
             "drift",
             "failed" if report.errors else "ok",
             time.perf_counter() - tick,
-            detail,
+            _drift_detail(len(frame), champion, report),
             {"report": report.to_dict()},
         )
     )
     return all_ids
+
+
+def _drift_detail(new: int, champion: str, report: Any) -> str:
+    """The drift step's log line: verdict, where the report is, and what went wrong."""
+    problems = list(report.errors)
+    if report.alert and not report.alert.get("sent"):
+        problems.append(f"alert not delivered: {report.alert.get('error')}")
+    detail = (
+        f"new_orders={new} champion=v{champion} dataset_drift={report.dataset_drift} "
+        f"drifted={report.drifted_columns}/{report.total_columns} "
+        f"share={report.drift_share:.2f} report={report.html_uri or report.html_path}"
+    )
+    if problems:
+        detail += " problems=" + "; ".join(problems)
+    return detail
 
 
 def _should_train(

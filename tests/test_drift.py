@@ -17,8 +17,7 @@ from eta_cli import synthetic
 from eta_cli.cli import main
 from eta_cli.config import Settings
 from eta_cli.model import OUTPUT_COLUMNS
-from eta_cli.monitor import database as monitoring
-from eta_cli.monitor import drift
+from eta_cli.monitor import database, drift
 from eta_cli.storage import StorageError
 
 REF_ROWS = 4000
@@ -161,11 +160,11 @@ def test_results_land_in_the_default_sqlite_database(
     result = drift.drift_report(
         settings, reference=paths["reference"], current=paths["drifted"], model=fake_loaded()
     )
-    engine = monitoring.engine_for(settings)
+    engine = database.engine_for(settings)
     assert settings.effective_database_url.startswith("sqlite:///")
     with engine.connect() as conn:
-        report = conn.execute(monitoring.drift_reports.select()).mappings().one()
-        columns = conn.execute(monitoring.drift_columns.select()).mappings().all()
+        report = conn.execute(database.drift_reports.select()).mappings().one()
+        columns = conn.execute(database.drift_columns.select()).mappings().all()
     engine.dispose()
     assert report["id"] == result.report_id
     assert report["dataset_drift"] is True and report["model_version"] == "1"
@@ -187,13 +186,13 @@ def test_results_land_in_postgresql(settings: Settings, paths: dict[str, str], p
     result = drift.drift_report(
         pg_settings, reference=paths["reference"], current=paths["stable"], model=fake_loaded()
     )
-    engine = monitoring.make_engine(pg_url)
+    engine = database.make_engine(pg_url)
     with engine.connect() as conn:
-        report = conn.execute(monitoring.drift_reports.select()).mappings().one()
+        report = conn.execute(database.drift_reports.select()).mappings().one()
         drifted = conn.execute(
-            monitoring.drift_columns.select().where(monitoring.drift_columns.c.drifted)
+            database.drift_columns.select().where(database.drift_columns.c.drifted)
         ).all()
-        count = conn.execute(monitoring.drift_columns.select()).all()
+        count = conn.execute(database.drift_columns.select()).all()
     engine.dispose()
     assert report["id"] == result.report_id and report["dataset_drift"] is False
     assert report["drift_share"] == pytest.approx(result.drift_share)
@@ -223,9 +222,9 @@ def test_reports_are_uploaded_to_s3(
         assert uri == f"s3://{s3_bucket}/eta/reports/{day}/{Path(local).name}"
         body = client.get_object(Bucket=s3_bucket, Key=uri.split("/", 3)[3])["Body"].read()
         assert body == Path(local).read_bytes()
-    engine = monitoring.engine_for(s3_settings)
+    engine = database.engine_for(s3_settings)
     with engine.connect() as conn:
-        row = conn.execute(monitoring.drift_reports.select()).mappings().one()
+        row = conn.execute(database.drift_reports.select()).mappings().one()
     engine.dispose()
     assert row["html_uri"] == result.html_uri and row["json_uri"] == result.json_uri
 

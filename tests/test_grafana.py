@@ -2,7 +2,7 @@
 
 Each query (panel targets, annotations, template variables) is expanded the way
 Grafana's PostgreSQL data source expands its macros and variables, then run on a
-fresh database whose schema comes from ``monitoring.ensure_schema`` and whose rows
+fresh database whose schema comes from ``database.ensure_schema`` and whose rows
 were written by the real writers: ``drift.drift_report`` and the service's
 ``PredictionLog``. A renamed column or a broken query fails here, not in Grafana.
 """
@@ -25,8 +25,7 @@ from helpers_model import fake_loaded, sample_orders
 
 from eta_cli import synthetic
 from eta_cli.config import Settings
-from eta_cli.monitor import database as monitoring
-from eta_cli.monitor import drift
+from eta_cli.monitor import database, drift
 
 GRAFANA = Path(__file__).resolve().parent.parent / "docker" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "eta.json"
@@ -211,8 +210,8 @@ def filled_pg(pg_url: str, settings: Settings) -> dict[str, Any]:
     from eta_cli.serve.prediction_log import LogEntry, PredictionLog
 
     pg_settings = settings.replace(database_url=pg_url)
-    engine = monitoring.make_engine(pg_url)
-    monitoring.ensure_schema(engine)
+    engine = database.make_engine(pg_url)
+    database.ensure_schema(engine)
     engine.dispose()
 
     tmp = Path(settings.effective_reports_dir).parent

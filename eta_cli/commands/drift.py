@@ -68,8 +68,7 @@ def drift_report_command(
     from eta_cli.monitor import drift
 
     settings = settings_from(ctx)
-    result = drift.drift_report(
-        settings,
+    request = drift.DriftRequest(
         reference=reference,
         current=current,
         since=since,
@@ -78,6 +77,7 @@ def drift_report_command(
         fail_on_drift=fail_on_drift,
         alert_webhook=alert_webhook,
     )
+    result = drift.drift_report(settings, request)
     if as_json:
         print_json(result.to_dict())
     else:
