@@ -133,9 +133,8 @@ def main() -> None:
     from dask.utils import parse_bytes
     from distributed import Client, LocalCluster
 
-    from eta_cli import ingest
+    from eta_cli import ingest, lake
     from eta_cli.config import Settings
-    from eta_cli.ingest import dask as dask_ingest
     from eta_cli.predict import dask as dask_predict
     from eta_cli.train import dask as dask_train
 
@@ -178,7 +177,9 @@ def main() -> None:
     print(f"cluster {cluster.scheduler_address}, dashboard {client.dashboard_link}", flush=True)
     try:
         tick = time.perf_counter()
-        result = dask_ingest.ingest_files([str(raw)], settings, client)
+        result = ingest.ingest(
+            settings, [str(raw)], engine="dask", scheduler=cluster.scheduler_address
+        )
         seconds = time.perf_counter() - tick
         report["ingest"] = {
             "seconds": round(seconds, 1),
@@ -216,7 +217,7 @@ def main() -> None:
         scored = dask_predict.predict_dataset(
             settings,
             client,
-            ingest.dataset_uri(settings),
+            lake.dataset_uri(settings),
             str(work / "predictions"),
             model_uri=trained.model_uri,
         )
@@ -249,9 +250,9 @@ def main() -> None:
 def local_engine(settings, home: Path, limit: int, max_rounds: int, total: int) -> dict:
     """The local engine under the worker's limit on the whole dataset, and two control
     slices (newest days) whose peaks give the memory per order it needs."""
-    from eta_cli import ingest
+    from eta_cli import lake
 
-    orders = Path(ingest.dataset_uri(settings))
+    orders = Path(lake.dataset_uri(settings))
     days = sorted(p.name.split("=", 1)[1] for p in orders.iterdir() if p.name.startswith("order"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ETA_", "MLFLOW_"))}
     env["ETA_HOME"] = str(home)

@@ -15,7 +15,7 @@ from helpers_dask import quarantine_keys, worker_env, write_source_files
 from eta_cli import ingest
 from eta_cli.cli import main
 from eta_cli.config import Settings
-from eta_cli.ingest import dask as dask_ingest
+from eta_cli.lake import read_orders
 
 pytest_plugins = ("fixtures_dask",)  # the session's two-worker cluster: dask_client
 
@@ -27,7 +27,7 @@ def totals(result: ingest.IngestResult) -> dict:
 
 
 def published(lake: Path) -> pd.DataFrame:
-    frame = ingest.read_orders(str(lake / "orders"))
+    frame = read_orders(str(lake / "orders"))
     return frame.sort_values("order_id").reset_index(drop=True)
 
 
@@ -41,9 +41,13 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_totals_rows_and_quarantine_match_the_local_ingest(
     dask_client, sources: Path, tmp_path: Path, settings: Settings
 ) -> None:
-    local = ingest.ingest([str(sources)], settings, output=str(tmp_path / "local"))
-    dask = dask_ingest.ingest_files(
-        [str(sources)], settings, dask_client, output=str(tmp_path / "dask")
+    local = ingest.ingest(settings, [str(sources)], output=str(tmp_path / "local"))
+    dask = ingest.ingest(
+        settings,
+        [str(sources)],
+        engine="dask",
+        scheduler=dask_client.scheduler.address,
+        output=str(tmp_path / "dask"),
     )
 
     assert dask.balanced and local.balanced
@@ -57,9 +61,13 @@ def test_totals_rows_and_quarantine_match_the_local_ingest(
     assert os.listdir(tmp_path / "dask" / "_journal") == []
 
     # Idempotent: the same files again publish nothing, exactly like the local engine.
-    local_again = ingest.ingest([str(sources)], settings, output=str(tmp_path / "local"))
-    dask_again = dask_ingest.ingest_files(
-        [str(sources)], settings, dask_client, output=str(tmp_path / "dask")
+    local_again = ingest.ingest(settings, [str(sources)], output=str(tmp_path / "local"))
+    dask_again = ingest.ingest(
+        settings,
+        [str(sources)],
+        engine="dask",
+        scheduler=dask_client.scheduler.address,
+        output=str(tmp_path / "dask"),
     )
     assert totals(dask_again) == totals(local_again)
     assert dask_again.rows_written == 0 and dask_again.partitions == []
@@ -79,15 +87,21 @@ def test_new_files_are_merged_into_existing_partitions(
         out = str(tmp_path / engine)
         for batch in (first, rest):
             if engine == "local":
-                ingest.ingest(batch, settings, output=out)
+                ingest.ingest(settings, batch, output=out)
             else:
-                dask_ingest.ingest_files(batch, settings, dask_client, output=out)
+                ingest.ingest(
+                    settings,
+                    batch,
+                    engine="dask",
+                    scheduler=dask_client.scheduler.address,
+                    output=out,
+                )
     pd.testing.assert_frame_equal(published(tmp_path / "dask"), published(tmp_path / "local"))
 
 
 def test_s3_lake(dask_client, sources: Path, s3_bucket: str, s3_env: str, tmp_path) -> None:
     settings = Settings(home=tmp_path / "home", s3_endpoint_url=s3_env, aws_region="us-east-1")
-    local = ingest.ingest([str(sources)], settings, output=str(tmp_path / "local"))
+    local = ingest.ingest(settings, [str(sources)], output=str(tmp_path / "local"))
     uri = f"s3://{s3_bucket}/lake"
     with worker_env(
         dask_client,
@@ -95,10 +109,16 @@ def test_s3_lake(dask_client, sources: Path, s3_bucket: str, s3_env: str, tmp_pa
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_REGION="us-east-1",
     ):
-        dask = dask_ingest.ingest_files([str(sources)], settings, dask_client, output=uri)
+        dask = ingest.ingest(
+            settings,
+            [str(sources)],
+            engine="dask",
+            scheduler=dask_client.scheduler.address,
+            output=uri,
+        )
     assert totals(dask) == totals(local)
     assert dask.quarantine and dask.quarantine.startswith(f"{uri}/quarantine/")
-    frame = ingest.read_orders(f"{uri}/orders", settings=settings)
+    frame = read_orders(f"{uri}/orders", settings=settings)
     pd.testing.assert_frame_equal(
         frame.sort_values("order_id").reset_index(drop=True), published(tmp_path / "local")
     )
@@ -118,10 +138,11 @@ def test_a_bad_source_stops_the_run_before_any_work(
 ) -> None:
     (tmp_path / "bad.csv").write_text("a,b,c\n1,2,3\n")
     with pytest.raises(ingest.IngestError, match=r"bad\.csv: not an orders file"):
-        dask_ingest.ingest_files(
-            [str(sources), str(tmp_path / "bad.csv")],
+        ingest.ingest(
             settings,
-            dask_client,
+            [str(sources), str(tmp_path / "bad.csv")],
+            engine="dask",
+            scheduler=dask_client.scheduler.address,
             output=str(tmp_path / "lake"),
         )
     assert not (tmp_path / "lake" / "orders").exists()

@@ -65,7 +65,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A partitioned dataset (an ingested lake's layout) plus raw CSV batches beside it."""
     root = tmp_path_factory.mktemp("predict")
     lake = root / "lake"
-    ingest.ingest([], Settings(home=root / "home"), synthetic=20_000, seed=3, output=str(lake))
+    ingest.ingest(Settings(home=root / "home"), [], synthetic=20_000, seed=3, output=str(lake))
     data = root / "input"
     shutil.copytree(lake / "orders", data / "orders")
     (data / "raw").mkdir()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eta_cli import features, ingest, registry, schema
+from eta_cli import features, ingest, lake, registry, schema
 from eta_cli import train as local_train
 from eta_cli.cli import main
 from eta_cli.config import Settings
@@ -127,7 +127,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, dask_client) -> dict:
     """The same ingested orders trained by both engines, into one MLflow store."""
     root = tmp_path_factory.mktemp("dask-train")
     settings = Settings(home=root / "home")
-    ingest.ingest([], settings, synthetic=ORDERS, seed=5)
+    ingest.ingest(settings, [], synthetic=ORDERS, seed=5)
     local = local_train.train(settings, max_rounds=ROUNDS)
     code, out, err = run_cli(
         "--home",
@@ -157,7 +157,7 @@ def test_dask_and_local_models_have_comparable_quality(trained) -> None:
     assert dask["split"]["test_end"] == local.boundaries["test_end"]
     # Both models scored on the very same orders: the local engine's test split.
     settings = trained["settings"]
-    orders = local_train.prepare_orders(ingest.read_orders(settings), settings)
+    orders = local_train.prepare_orders(lake.read_orders(settings), settings)
     test = local_train.time_split(orders, 0.15, 0.15).test
     y = test[schema.TARGET].to_numpy()
     dask_model = registry.load_model(settings, dask["model_uri"]).model
@@ -213,7 +213,7 @@ def test_register_and_batch_score_the_dask_model_unchanged(
 def test_worker_errors_are_one_line(dask_client, tmp_path: Path) -> None:
     folder = tmp_path / "data"
     folder.mkdir()
-    frame = ingest.read_orders(_tiny_lake(tmp_path))
+    frame = lake.read_orders(_tiny_lake(tmp_path))
     frame.to_parquet(folder / "good.parquet", index=False)
     broken = frame.head(100).astype({schema.CREATED_AT: str})
     broken[schema.CREATED_AT] = "yesterday"
@@ -240,8 +240,8 @@ def test_worker_errors_are_one_line(dask_client, tmp_path: Path) -> None:
 
 def _tiny_lake(tmp_path: Path) -> str:
     settings = Settings(home=tmp_path / "home")
-    ingest.ingest([], settings, synthetic=2000, seed=1)
-    return ingest.dataset_uri(settings)
+    ingest.ingest(settings, [], synthetic=2000, seed=1)
+    return lake.dataset_uri(settings)
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,14 @@ import time
 import numpy as np
 import pytest
 
-from eta_cli import ingest, registry, train
+from eta_cli import ingest, lake, registry, train
 from eta_cli.config import Settings
 from eta_cli.monitor import drift
 
 
 @pytest.fixture
 def champion(settings: Settings) -> registry.LoadedModel:
-    ingest.ingest([], settings, synthetic=4000, seed=0)
+    ingest.ingest(settings, [], synthetic=4000, seed=0)
     trained = train.train(settings, max_rounds=30)
     registry.register(settings, run_id=trained.run_id)
     return registry.load_model(settings)
@@ -45,7 +45,7 @@ def test_defaults_compare_newest_orders_with_the_champions_reference(
     assert newest.dataset_drift is False
 
     # A drifted batch arrives; a week's window of the lake now shows it.
-    ingest.ingest([], settings, synthetic=3000, seed=0, drift=True)
+    ingest.ingest(settings, [], synthetic=3000, seed=0, drift=True)
     week = drift.drift_report(settings, since="7d")
     assert week.current_source.startswith("ingested orders since 2015-02-10")
     assert week.dataset_drift is True
@@ -57,7 +57,7 @@ def test_prediction_log_window_joins_actual_delivery_times(
 ) -> None:
     from eta_cli.serve.prediction_log import LogEntry, PredictionLog
 
-    orders = ingest.read_orders(settings).sort_values("created_at").tail(1200)
+    orders = lake.read_orders(settings).sort_values("created_at").tail(1200)
     # As a client sends them: JSON values, ISO timestamps.
     columns = list(drift.schema.INPUT_COLUMNS)
     records = json.loads(orders[columns].to_json(orient="records", date_format="iso"))

@@ -16,10 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eta_cli import ingest, schema, synthetic
+from eta_cli import ingest, schema, storage, synthetic
 from eta_cli.cli import main
 from eta_cli.config import Settings, load_settings
-from eta_cli.ingest import IngestError, NoOrdersError
+from eta_cli.errors import EtaError
+from eta_cli.ingest import IngestError
+from eta_cli.lake import NoOrdersError, dataset_uri, publish, read_orders
 
 N_ORDERS = 3_000
 SEED = 11
@@ -72,7 +74,7 @@ def staged_runs(lake: Path) -> list[Path]:
 
 
 def sorted_orders(settings_or_uri: Settings | str, **kwargs: object) -> pd.DataFrame:
-    frame = ingest.read_orders(settings_or_uri, **kwargs)
+    frame = read_orders(settings_or_uri, **kwargs)
     return frame.sort_values(schema.ORDER_ID).reset_index(drop=True)
 
 
@@ -110,11 +112,11 @@ def test_every_spelling_and_format_gives_the_same_clean_orders(tmp_path, orders)
     frames = {}
     for name in [*variants, "orders.parquet"]:
         settings = lake_settings(tmp_path, f"lake-{name}", ingest_chunk_rows=700)
-        result = ingest.ingest([str(tmp_path / name)], settings)
+        result = ingest.ingest(settings, [str(tmp_path / name)])
         results[name] = result
         frames[name] = sorted_orders(settings)
     settings = lake_settings(tmp_path, "lake-synthetic", ingest_chunk_rows=700)
-    results["synthetic"] = ingest.ingest([], settings, synthetic=N_ORDERS, seed=SEED)
+    results["synthetic"] = ingest.ingest(settings, [], synthetic=N_ORDERS, seed=SEED)
     frames["synthetic"] = sorted_orders(settings)
 
     reference = frames["original.csv"]
@@ -137,7 +139,7 @@ def test_every_spelling_and_format_gives_the_same_clean_orders(tmp_path, orders)
 def test_cleaned_dataset_layout_schema_and_values(tmp_path, orders):
     settings = lake_settings(tmp_path)
     synthetic.write_csv(orders, tmp_path / "orders.csv")
-    result = ingest.ingest([str(tmp_path / "orders.csv")], settings)
+    result = ingest.ingest(settings, [str(tmp_path / "orders.csv")])
 
     root = tmp_path / "lake"
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -255,7 +257,7 @@ def test_each_rule_quarantines_or_cleans_with_its_reason(tmp_path):
     rows.append(dict(rows[0], market_id="1", store_id="1845", order_protocol="1"))
     path = write_rows(tmp_path / "bad.csv", rows, extra_lines=["1,2,3"])  # malformed line
     settings = lake_settings(tmp_path)
-    result = ingest.ingest([str(path)], settings)
+    result = ingest.ingest(settings, [str(path)])
 
     expected: dict[str, int] = {}
     for _, reason in CASES:
@@ -275,7 +277,7 @@ def test_each_rule_quarantines_or_cleans_with_its_reason(tmp_path):
         "total_onshift_dashers_out_of_range": 1,
     }
 
-    frame = ingest.read_orders(settings).set_index("subtotal")
+    frame = read_orders(settings).set_index("subtotal")
     assert frame.loc[3002, "total_onshift_dashers"] is pd.NA
     assert frame.loc[3002, "min_item_price"] is pd.NA
     assert frame.loc[3002, "total_busy_dashers"] == 14
@@ -333,13 +335,13 @@ def test_rules_table_covers_the_schema():
 
 def test_duration_window_comes_from_settings(tmp_path, orders, monkeypatch):
     path = synthetic.write_csv(orders, tmp_path / "orders.csv")
-    default = ingest.ingest([str(path)], lake_settings(tmp_path, "default"))
+    default = ingest.ingest(lake_settings(tmp_path, "default"), [str(path)])
     monkeypatch.setenv("ETA_MAX_DURATION_S", "3000")
     strict_settings = lake_settings(tmp_path, "strict")
     assert strict_settings.max_duration_s == 3000
-    strict = ingest.ingest([str(path)], strict_settings)
+    strict = ingest.ingest(strict_settings, [str(path)])
     assert strict.reasons["duration_out_of_range"] > default.reasons["duration_out_of_range"] + 100
-    assert ingest.read_orders(strict_settings).delivery_seconds.max() <= 3000
+    assert read_orders(strict_settings).delivery_seconds.max() <= 3000
     assert strict.balanced
 
 
@@ -415,7 +417,7 @@ def test_library_raises_ingest_error_before_touching_the_lake(tmp_path, orders):
     settings = lake_settings(tmp_path)
     for name, (path, message) in bad_sources(tmp_path, orders).items():
         with pytest.raises(IngestError, match=None) as raised:
-            ingest.ingest([str(path)], settings)
+            ingest.ingest(settings, [str(path)])
         assert message in str(raised.value), name
     assert not (tmp_path / "lake" / "orders").exists()
     assert not (tmp_path / "lake" / "quarantine").exists()
@@ -480,7 +482,7 @@ def test_summary_table_states_the_invariant(tmp_path, capsys):
     ):
         assert text in out
     assert "rows read 1,500 = written " in out and " + quarantined " in out
-    written = ingest.read_orders(load_settings())
+    written = read_orders(load_settings())
     assert f"written {len(written):,} + quarantined {1500 - len(written):,}" in out
 
 
@@ -503,7 +505,7 @@ def test_output_option_and_synthetic_drift(tmp_path, capsys):
     assert code == 0, err
     payload = json.loads(out)
     assert payload["output"] == str(out_dir / "orders")
-    drifted = ingest.read_orders(str(out_dir / "orders"))
+    drifted = read_orders(str(out_dir / "orders"))
     assert (drifted.market_id == synthetic.DRIFT_MARKET).any()
     assert not (tmp_path / "eta-home" / "data").exists()
 
@@ -521,9 +523,9 @@ def test_directories_globs_and_repeated_sources(tmp_path, orders):
     synthetic.write_csv(orders.iloc[half:], folder / "b.csv.gz", compression="gzip")
     (folder / "notes.md").write_text("not orders")
     (folder / "_hidden.csv").write_text("ignored")
-    one = ingest.ingest([str(folder)], lake_settings(tmp_path, "dir"))
+    one = ingest.ingest(lake_settings(tmp_path, "dir"), [str(folder)])
     two = ingest.ingest(
-        [str(folder / "*.csv*"), str(folder / "a.csv")], lake_settings(tmp_path, "glob")
+        lake_settings(tmp_path, "glob"), [str(folder / "*.csv*"), str(folder / "a.csv")]
     )
     assert one.files == two.files == [str(folder / "a.csv"), str(folder / "b.csv.gz")]
     assert one.rows_read == two.rows_read == N_ORDERS
@@ -533,7 +535,7 @@ def test_directories_globs_and_repeated_sources(tmp_path, orders):
     )
     (tmp_path / "empty").mkdir()
     with pytest.raises(IngestError, match="directory has no"):
-        ingest.ingest([str(tmp_path / "empty")], lake_settings(tmp_path, "none"))
+        ingest.ingest(lake_settings(tmp_path, "none"), [str(tmp_path / "empty")])
 
 
 # ------------------------------------------------------------------------------------
@@ -544,17 +546,17 @@ def test_directories_globs_and_repeated_sources(tmp_path, orders):
 def test_ingesting_the_same_file_twice_adds_nothing(tmp_path, orders):
     settings = lake_settings(tmp_path)
     path = synthetic.write_csv(orders, tmp_path / "orders.csv")
-    first = ingest.ingest([str(path)], settings)
+    first = ingest.ingest(settings, [str(path)])
     before = snapshot(tmp_path / "lake")
-    rows_before = len(ingest.read_orders(settings))
+    rows_before = len(read_orders(settings))
 
-    second = ingest.ingest([str(path)], settings)
+    second = ingest.ingest(settings, [str(path)])
     assert second.rows_read == first.rows_read
     assert second.rows_written == 0
     assert second.rows_quarantined == second.rows_read
     assert second.reasons["duplicate_order"] == first.rows_written
     assert second.partitions == []
-    assert len(ingest.read_orders(settings)) == rows_before
+    assert len(read_orders(settings)) == rows_before
     after = snapshot(tmp_path / "lake")
     # Partitions untouched byte for byte; only the second run's quarantine file is new.
     assert {k: v for k, v in after.items() if k.startswith("orders/")} == {
@@ -569,9 +571,9 @@ def test_overlapping_batches_merge_into_partitions_without_duplicates(tmp_path, 
     first_half = synthetic.write_csv(orders.iloc[:2000], tmp_path / "first.csv")
     overlap = synthetic.write_csv(orders.iloc[1000:], tmp_path / "overlap.csv", spelling="reexport")
     everything = synthetic.write_csv(orders, tmp_path / "all.csv")
-    ingest.ingest([str(first_half)], settings)
-    second = ingest.ingest([str(overlap)], settings)
-    ingest.ingest([str(everything)], reference)
+    ingest.ingest(settings, [str(first_half)])
+    second = ingest.ingest(settings, [str(overlap)])
+    ingest.ingest(reference, [str(everything)])
     assert second.reasons["duplicate_order"] > 900
     pd.testing.assert_frame_equal(sorted_orders(settings), sorted_orders(reference))
 
@@ -584,26 +586,26 @@ def test_overlapping_batches_merge_into_partitions_without_duplicates(tmp_path, 
 def test_read_orders_columns_since_and_errors(tmp_path, orders):
     settings = lake_settings(tmp_path)
     with pytest.raises(NoOrdersError, match="run `eta ingest` first"):
-        ingest.read_orders(settings)
-    ingest.ingest([], settings, synthetic=N_ORDERS, seed=SEED)
-    everything = ingest.read_orders(settings)
-    assert ingest.dataset_uri(settings) == str(tmp_path / "lake" / "orders")
+        read_orders(settings)
+    ingest.ingest(settings, [], synthetic=N_ORDERS, seed=SEED)
+    everything = read_orders(settings)
+    assert dataset_uri(settings) == str(tmp_path / "lake" / "orders")
 
-    some = ingest.read_orders(ingest.dataset_uri(settings), columns=["order_id", "created_at"])
+    some = read_orders(dataset_uri(settings), columns=["order_id", "created_at"])
     assert list(some.columns) == ["order_id", "created_at"]
     assert len(some) == len(everything)
 
-    since = ingest.read_orders(settings, since="2015-02-10")
+    since = read_orders(settings, since="2015-02-10")
     assert len(since) == (everything.created_at >= "2015-02-10").sum()
     assert since.created_at.min() >= pd.Timestamp("2015-02-10")
-    later = ingest.read_orders(settings, since=pd.Timestamp("2015-02-10 12:00"))
+    later = read_orders(settings, since=pd.Timestamp("2015-02-10 12:00"))
     assert len(later) == (everything.created_at >= "2015-02-10 12:00").sum()
-    assert ingest.read_orders(settings, since="2030-01-01").empty
+    assert read_orders(settings, since="2030-01-01").empty
 
-    with pytest.raises(ingest.EtaError, match="unknown column"):
-        ingest.read_orders(settings, columns=["nope"])
-    with pytest.raises(ingest.EtaError, match="not a date"):
-        ingest.read_orders(settings, since="last tuesday")
+    with pytest.raises(EtaError, match="unknown column"):
+        read_orders(settings, columns=["nope"])
+    with pytest.raises(EtaError, match="not a date"):
+        read_orders(settings, since="last tuesday")
 
 
 # ------------------------------------------------------------------------------------
@@ -624,7 +626,7 @@ def test_failure_mid_stream_leaves_the_dataset_untouched(
 ):
     first, second = two_batches
     settings = lake_settings(tmp_path, ingest_chunk_rows=200)
-    ingest.ingest([str(first)], settings)
+    ingest.ingest(settings, [str(first)])
     before = snapshot(tmp_path / "lake")
     chunks = []
 
@@ -634,23 +636,23 @@ def test_failure_mid_stream_leaves_the_dataset_untouched(
             if len(chunks) == 3:
                 raise failure
 
-    monkeypatch.setattr(ingest, "checkpoint", fail_on_third_chunk)
+    monkeypatch.setattr(publish, "checkpoint", fail_on_third_chunk)
     with pytest.raises(type(failure)):
-        ingest.ingest([str(second)], settings)
+        ingest.ingest(settings, [str(second)])
     assert len(chunks) == 3
     assert snapshot(tmp_path / "lake") == before
     assert not staged_runs(tmp_path / "lake")
 
-    monkeypatch.setattr(ingest, "checkpoint", lambda stage, **info: None)
-    rerun = ingest.ingest([str(second)], settings)
+    monkeypatch.setattr(publish, "checkpoint", lambda stage, **info: None)
+    rerun = ingest.ingest(settings, [str(second)])
     assert rerun.rows_written > 0 and rerun.balanced
     assert "duplicate_order" not in rerun.reasons
 
 
 KILL_SCRIPT = """
 import os, signal, sys
-from eta_cli import ingest
 from eta_cli.cli import main
+from eta_cli.lake import publish
 
 signame, stage, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seen = []
@@ -661,7 +663,7 @@ def checkpoint(name, **info):
         if len(seen) == nth:
             os.kill(os.getpid(), getattr(signal, signame))
 
-ingest.checkpoint = checkpoint
+publish.checkpoint = checkpoint
 main(["ingest", "--json", *sys.argv[4:]])
 """
 
@@ -684,7 +686,7 @@ def run_and_signal(
 def test_killed_while_streaming_leaves_the_dataset_byte_identical(tmp_path, two_batches):
     first, second = two_batches
     settings = load_settings()
-    ingest.ingest([str(first)], settings)
+    ingest.ingest(settings, [str(first)])
     lake = Path(settings.effective_data_uri)
     before = snapshot(lake)
     proc = run_and_signal(tmp_path, "SIGKILL", "chunk", 3, second)
@@ -695,7 +697,7 @@ def test_killed_while_streaming_leaves_the_dataset_byte_identical(tmp_path, two_
         sorted_orders(settings),
         sorted_orders(str(lake / "orders")),
     )
-    rerun = ingest.ingest([str(second)], settings)
+    rerun = ingest.ingest(settings, [str(second)])
     assert rerun.rows_written > 0 and "duplicate_order" not in rerun.reasons
     assert not staged_runs(lake)
 
@@ -703,7 +705,7 @@ def test_killed_while_streaming_leaves_the_dataset_byte_identical(tmp_path, two_
 def test_ctrl_c_while_streaming_exits_130_and_changes_nothing(tmp_path, two_batches):
     first, second = two_batches
     settings = load_settings()
-    ingest.ingest([str(first)], settings)
+    ingest.ingest(settings, [str(first)])
     lake = Path(settings.effective_data_uri)
     before = snapshot(lake)
     proc = run_and_signal(tmp_path, "SIGINT", "chunk", 2, second)
@@ -717,22 +719,20 @@ def test_ctrl_c_while_streaming_exits_130_and_changes_nothing(tmp_path, two_batc
 def test_ctrl_c_during_publish_is_deferred_until_published(tmp_path, two_batches):
     first, second = two_batches
     settings = load_settings()
-    ingest.ingest([str(first)], settings)
+    ingest.ingest(settings, [str(first)])
     proc = run_and_signal(tmp_path, "SIGINT", "journal", 1, second)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["rows_written"] > 0
     lake = Path(settings.effective_data_uri)
     assert not any((lake / "_journal").glob("*.json"))
-    assert len(ingest.read_orders(settings)) == len(
-        ingest.read_orders(settings).drop_duplicates("order_id")
-    )
+    assert len(read_orders(settings)) == len(read_orders(settings).drop_duplicates("order_id"))
 
 
 def test_killed_mid_publish_is_rolled_forward_by_the_next_run(tmp_path, two_batches, orders):
     first, second = two_batches
     settings = load_settings()
-    ingest.ingest([str(first)], settings)
+    ingest.ingest(settings, [str(first)])
     lake = Path(settings.effective_data_uri)
     proc = run_and_signal(tmp_path, "SIGKILL", "moved", 3, second)  # after 3 of ~29 renames
     assert proc.returncode == -9
@@ -741,15 +741,15 @@ def test_killed_mid_publish_is_rolled_forward_by_the_next_run(tmp_path, two_batc
     run_id = journals[0].stem
 
     # The next run, whatever it ingests, first completes the interrupted publish.
-    again = ingest.ingest([str(first)], settings)
+    again = ingest.ingest(settings, [str(first)])
     assert again.recovered == [run_id]
     assert again.rows_written == 0
     assert not any((lake / "_journal").glob("*.json"))
     assert (lake / "quarantine" / f"{run_id}.parquet").exists()
 
     reference = lake_settings(tmp_path, "reference")
-    ingest.ingest([str(first)], reference)
-    ingest.ingest([str(second)], reference)
+    ingest.ingest(reference, [str(first)])
+    ingest.ingest(reference, [str(second)])
     pd.testing.assert_frame_equal(sorted_orders(settings), sorted_orders(reference))
 
 
@@ -762,8 +762,8 @@ def test_a_second_writer_is_refused_while_one_runs(tmp_path, orders):
     with open(tmp_path / "lake" / "_lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(IngestError, match="another `eta ingest` is writing"):
-            ingest.ingest([str(path)], settings)
-    assert ingest.ingest([str(path)], settings).rows_read == 100
+            ingest.ingest(settings, [str(path)])
+    assert ingest.ingest(settings, [str(path)]).rows_read == 100
 
 
 # ------------------------------------------------------------------------------------
@@ -794,8 +794,8 @@ def test_s3_sources_and_s3_output(tmp_path, few_days, s3_bucket):
 
     out = f"s3://{s3_bucket}/lake"
     by_key = ingest.ingest(
-        [f"s3://{s3_bucket}/raw/2015/a.csv", f"s3://{s3_bucket}/raw/2015/b.csv.gz"],
         settings,
+        [f"s3://{s3_bucket}/raw/2015/a.csv", f"s3://{s3_bucket}/raw/2015/b.csv.gz"],
         output=out,
     )
     assert by_key.output == f"{out}/orders"
@@ -806,16 +806,16 @@ def test_s3_sources_and_s3_output(tmp_path, few_days, s3_bucket):
     assert not [k for k in keys if k.startswith(("lake/_staging", "lake/_journal"))]
 
     local = lake_settings(tmp_path)
-    ingest.ingest([str(original), str(reexport)], local)
+    ingest.ingest(local, [str(original), str(reexport)])
     from_s3 = sorted_orders(f"{out}/orders", settings=settings)
     pd.testing.assert_frame_equal(from_s3, sorted_orders(local))
 
     # A prefix works too, and the second run adds nothing (idempotent on S3 as well).
-    by_prefix = ingest.ingest([f"s3://{s3_bucket}/raw/"], settings.replace(data_uri=out))
+    by_prefix = ingest.ingest(settings.replace(data_uri=out), [f"s3://{s3_bucket}/raw/"])
     assert by_prefix.files == by_key.files
     assert by_prefix.rows_written == 0
     assert by_prefix.reasons["duplicate_order"] == by_key.rows_written
-    assert len(ingest.read_orders(f"{out}/orders", settings=settings)) == len(from_s3)
+    assert len(read_orders(f"{out}/orders", settings=settings)) == len(from_s3)
 
 
 @pytest.mark.s3
@@ -850,20 +850,20 @@ def test_synthetic_to_s3_from_the_cli(s3_bucket, capsys):
     )
     assert code == 0, err
     payload = json.loads(out)
-    frame = ingest.read_orders(payload["output"], settings=load_settings())
+    frame = read_orders(payload["output"], settings=load_settings())
     assert len(frame) == payload["rows_written"] > 1100
 
 
 def test_column_order_extra_columns_and_typed_parquet_quirks(tmp_path, orders):
     """Columns found by name; extra ones ignored; NaN in typed float columns is missing."""
     reference = lake_settings(tmp_path, "reference")
-    ingest.ingest([str(synthetic.write_csv(orders, tmp_path / "orders.csv"))], reference)
+    ingest.ingest(reference, [str(synthetic.write_csv(orders, tmp_path / "orders.csv"))])
 
     shuffled = tmp_path / "shuffled.csv"
     columns = list(reversed(schema.COLUMN_NAMES))
     orders.assign(note="x")[["note", *columns]].to_csv(shuffled, index_label="Unnamed: 0")
     reordered = lake_settings(tmp_path, "reordered")
-    ingest.ingest([str(shuffled)], reordered)
+    ingest.ingest(reordered, [str(shuffled)])
     pd.testing.assert_frame_equal(sorted_orders(reordered), sorted_orders(reference))
 
     table = pa.Table.from_pandas(orders, preserve_index=False)
@@ -874,7 +874,7 @@ def test_column_order_extra_columns_and_typed_parquet_quirks(tmp_path, orders):
     assert table.column("market_id").null_count == 0
     pq.write_table(table, tmp_path / "floats.parquet")
     typed = lake_settings(tmp_path, "typed")
-    ingest.ingest([str(tmp_path / "floats.parquet")], typed)
+    ingest.ingest(typed, [str(tmp_path / "floats.parquet")])
     pd.testing.assert_frame_equal(sorted_orders(typed), sorted_orders(reference))
 
 
@@ -886,7 +886,7 @@ def test_s3_publish_cut_short_is_rolled_forward(tmp_path, few_days, s3_bucket, m
     settings = load_settings().replace(data_uri=f"s3://{s3_bucket}/lake", ingest_chunk_rows=500)
     first = synthetic.write_csv(orders.iloc[:1500], tmp_path / "first.csv")
     second = synthetic.write_csv(orders.iloc[1500:], tmp_path / "second.csv")
-    ingest.ingest([str(first)], settings)
+    ingest.ingest(settings, [str(first)])
     moved = []
 
     def fail_after_two_moves(stage: str, **info: object) -> None:
@@ -895,23 +895,23 @@ def test_s3_publish_cut_short_is_rolled_forward(tmp_path, few_days, s3_bucket, m
             if len(moved) == 2:
                 raise RuntimeError("connection reset")
 
-    monkeypatch.setattr(ingest, "checkpoint", fail_after_two_moves)
-    with pytest.raises(ingest.storage.StorageError, match="the next `eta ingest` completes it"):
-        ingest.ingest([str(second)], settings)
+    monkeypatch.setattr(publish, "checkpoint", fail_after_two_moves)
+    with pytest.raises(storage.StorageError, match="the next `eta ingest` completes it"):
+        ingest.ingest(settings, [str(second)])
     client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
     journals = client.list_objects_v2(Bucket=s3_bucket, Prefix="lake/_journal/")["Contents"]
     assert len(journals) == 1
 
-    monkeypatch.setattr(ingest, "checkpoint", lambda stage, **info: None)
-    again = ingest.ingest([str(second)], settings)
+    monkeypatch.setattr(publish, "checkpoint", lambda stage, **info: None)
+    again = ingest.ingest(settings, [str(second)])
     assert again.recovered == [journals[0]["Key"].rsplit("/", 1)[-1].removesuffix(".json")]
     assert again.rows_written == 0
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert not [k for k in keys if k.startswith(("lake/_staging", "lake/_journal"))]
 
     reference = lake_settings(tmp_path, "reference")
-    ingest.ingest([str(first)], reference)
-    ingest.ingest([str(second)], reference)
+    ingest.ingest(reference, [str(first)])
+    ingest.ingest(reference, [str(second)])
     pd.testing.assert_frame_equal(
-        sorted_orders(ingest.dataset_uri(settings), settings=settings), sorted_orders(reference)
+        sorted_orders(dataset_uri(settings), settings=settings), sorted_orders(reference)
     )

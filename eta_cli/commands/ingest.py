@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from eta_cli import dask_engine
 from eta_cli.commands import options
 from eta_cli.commands._common import console, print_json, progress_display, settings_from
 
@@ -51,31 +50,17 @@ def ingest_command(
     from eta_cli import ingest as library
 
     settings = settings_from(ctx, data_uri=output)
-    with (
-        progress_display(not as_json) as report,
-        dask_engine.engine_client(engine, scheduler, report) as client,
-    ):
-        if client is not None:
-            from eta_cli.ingest import dask as dask_ingest
-
-            result = dask_ingest.ingest_files(
-                sources or [],
-                settings,
-                client,
-                synthetic=synthetic,
-                seed=seed,
-                drift=drift,
-                progress=report,
-            )
-        else:
-            result = library.ingest(
-                sources or [],
-                settings,
-                synthetic=synthetic,
-                seed=seed,
-                drift=drift,
-                progress=report,
-            )
+    with progress_display(not as_json) as report:
+        result = library.ingest(
+            settings,
+            sources or [],
+            synthetic=synthetic,
+            seed=seed,
+            drift=drift,
+            engine=engine,
+            scheduler=scheduler,
+            progress=report,
+        )
     if as_json:
         print_json(result.to_dict())
     else:

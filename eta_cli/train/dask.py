@@ -195,7 +195,7 @@ def read_orders(
     import dask.dataframe as dd
     import pyarrow as pa
 
-    from eta_cli import ingest
+    from eta_cli import lake
 
     if data is not None:
         source = str(data)
@@ -207,9 +207,9 @@ def read_orders(
         what = "--data"
         since = None  # as the local engine: --since filters the ingested dataset only
     else:
-        source = ingest.dataset_uri(settings)
+        source = lake.dataset_uri(settings)
         what = "orders"
-    since_ts = ingest.parse_since(since) if since is not None else None
+    since_ts = lake.since_start(since, source, settings=settings) if since is not None else None
     try:
         parts, names = _parquet_parts(source, settings, since_ts, what)
     except EtaError as exc:

@@ -65,7 +65,7 @@ def load_orders(
     """The orders to train on and a description of where they came from.
 
     ``data`` may be a DataFrame, a path (Parquet file/folder, CSV) or None for the
-    ingested dataset (``eta_cli.ingest.read_orders``).
+    ingested dataset (``eta_cli.lake.read_orders``).
     """
     import pandas as pd
 
@@ -73,7 +73,7 @@ def load_orders(
         return data, "dataframe"
     if data is not None:
         return _read_path(str(data), settings), str(data)
-    from eta_cli.ingest import read_orders
+    from eta_cli.lake import read_orders
 
     # read_orders raises a clear EtaError when nothing was ingested yet.
     return read_orders(settings, since=since), f"{settings.effective_data_uri}/orders"

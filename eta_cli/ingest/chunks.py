@@ -1,0 +1,273 @@
+"""Checking one chunk of orders against the rules, vectorised, and staging the outcome.
+
+A chunk is parsed column by column (:mod:`eta_cli.orders`), every rule of
+:data:`~eta_cli.ingest.rules.RULES` becomes a boolean mask, and the first matching
+rule gives each rejected row its reason. Accepted rows leave grouped by order day
+for staging; rejected rows keep their raw values as text, their source and row number.
+Checking is pure (no I/O), so chunks are checked on threads or Dask workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from eta_cli import schema
+from eta_cli.config import Settings
+from eta_cli.ingest.order_ids import Hasher, hex_ids
+from eta_cli.ingest.result import IngestResult
+from eta_cli.ingest.rules import BLANK_BIT, REJECT_CODE, REJECT_REASONS
+from eta_cli.lake import QUARANTINE_SCHEMA, STAGE_SCHEMA, DayStreams
+from eta_cli.orders import (
+    as_text,
+    constant_text,
+    parse_numbers,
+    parse_strings,
+    parse_timestamps,
+    with_mask,
+)
+
+_US_PER_DAY = 86_400_000_000
+
+
+@dataclass
+class Checked:
+    """One validated chunk: accepted rows sorted by order day, and the rejected rows."""
+
+    rows: int
+    accepted: pa.RecordBatch | None
+    days: np.ndarray
+    rejected: pa.RecordBatch | None
+    reasons: dict[str, int]
+
+
+@dataclass
+class _Parsed:
+    """A chunk's columns parsed and typed, with what the rules and staging need."""
+
+    n: int
+    columns: list[tuple[Any, np.ndarray | None, pa.DataType | None]] = field(default_factory=list)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # rule reason -> rows it hits
+    micros: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    blank: np.ndarray = field(init=False)  # per row, a bit per value to blank
+    hasher: Hasher = field(init=False)
+    hashes: np.ndarray = field(init=False)
+    created: np.ndarray = field(init=False)
+    duration: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.blank = np.zeros(self.n, np.uint32)
+        self.hasher = Hasher(self.n)
+
+
+def check_chunk(
+    batch: pa.RecordBatch, src_index: int, label: str, row_offset: int, settings: Settings
+) -> Checked:
+    """Apply the rules to one chunk, vectorised. Pure: safe to run on a worker thread."""
+    n = batch.num_rows
+    if n == 0:
+        return Checked(0, None, np.zeros(0, np.int64), None, {})
+    parsed = _parse_chunk(batch, settings)
+    code = _reject_codes(parsed.masks, n)
+    rows = np.arange(row_offset + 1, row_offset + n + 1, dtype=np.int64)
+    accepted_mask = code == 0
+    accepted, days = _accepted_rows(parsed, accepted_mask, src_index, rows)
+    if accepted_mask.all():
+        return Checked(n, accepted, days, None, {})
+    rejected, reasons = _rejected_rows(batch, parsed, code, accepted_mask, label, rows)
+    return Checked(n, accepted, days, rejected, reasons)
+
+
+def _parse_chunk(batch: pa.RecordBatch, settings: Settings) -> _Parsed:
+    """Every column parsed, the content hash, and the mask of every rule that applies."""
+    parsed = _Parsed(batch.num_rows)
+    for column in schema.COLUMNS:
+        arr = batch.column(column.name)
+        if column.kind in ("int", "float"):
+            present = _parse_number_column(parsed, column, arr)
+        elif column.kind == "timestamp":
+            present = _parse_timestamp_column(parsed, column, arr)
+        else:
+            strings, present, keys = parse_strings(arr)
+            parsed.columns.append((strings, None, None))
+            parsed.hasher.add(keys, present, column.name)
+        if not column.nullable:
+            parsed.masks[f"missing_{column.name}"] = ~present
+    parsed.hashes = parsed.hasher.digest()
+
+    created, created_ok = parsed.micros[schema.CREATED_AT]
+    delivered, delivered_ok = parsed.micros[schema.DELIVERED_AT]
+    parsed.created = created
+    parsed.duration = (delivered - created) / 1e6
+    parsed.masks["duration_out_of_range"] = (
+        created_ok
+        & delivered_ok
+        & (
+            (parsed.duration < settings.min_duration_s)
+            | (parsed.duration > settings.max_duration_s)
+        )
+    )
+    return parsed
+
+
+def _parse_number_column(parsed: _Parsed, column: Any, arr: pa.Array) -> np.ndarray:
+    """An int/float column: typed values, its hash input, invalid and range masks."""
+    values, present, invalid = parse_numbers(arr, integral=column.kind == "int")
+    valid = present & ~invalid
+    if column.kind == "int":
+        typed = np.where(valid, np.clip(values, -(2**62), 2**62), 0).astype(np.int64)
+        parsed.columns.append((typed, valid, pa.int64()))
+    else:
+        typed = np.where(valid, values, 0.0)
+        parsed.columns.append((typed, valid, pa.float64()))
+    parsed.hasher.add(typed.view(np.uint64), valid, column.name)
+    if column.minimum is not None:
+        out = valid & ((values < column.minimum) | (values > column.maximum))
+        if column.out_of_range == "reject":
+            parsed.masks[f"{column.name}_out_of_range"] = out
+        elif out.any():
+            parsed.blank |= out.astype(np.uint32) << np.uint32(BLANK_BIT[column.name])
+    parsed.masks[f"invalid_{column.name}"] = invalid
+    return present
+
+
+def _parse_timestamp_column(parsed: _Parsed, column: Any, arr: pa.Array) -> np.ndarray:
+    """A timestamp column: microseconds, its hash input and its invalid mask."""
+    stamps, present, invalid = parse_timestamps(arr)
+    valid = present & ~invalid
+    parsed.columns.append((stamps, valid, pa.timestamp("us")))
+    parsed.micros[column.name] = (stamps, valid)
+    parsed.hasher.add(stamps.view(np.uint64), valid, column.name)
+    parsed.masks[f"invalid_{column.name}"] = invalid
+    return present
+
+
+def _reject_codes(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Per row, the code of the first reject rule that matches, in RULES order (0: none)."""
+    code = np.zeros(n, np.uint8)
+    for reason in REJECT_REASONS:
+        mask = masks.get(reason)
+        if mask is not None and mask.any():
+            code[(code == 0) & mask] = REJECT_CODE[reason]
+    return code
+
+
+def _accepted_rows(
+    parsed: _Parsed, accepted_mask: np.ndarray, src_index: int, rows: np.ndarray
+) -> tuple[pa.RecordBatch | None, np.ndarray]:
+    """Accepted rows in the staging schema, grouped by order day, and their days."""
+    everything = bool(accepted_mask.all())
+    keep = None if everything else np.flatnonzero(accepted_mask)
+    created = parsed.created
+    days = created // _US_PER_DAY if everything else created[keep] // _US_PER_DAY
+    order = keep
+    if days.size and not (days[1:] >= days[:-1]).all():  # group rows by day for staging
+        by_day = np.argsort(days, kind="stable")
+        order = by_day if keep is None else keep[by_day]
+        days = days[by_day]
+    if not days.size:
+        return None, days
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
+
+    take = None if order is None else pa.array(order)
+    columns = [
+        (values if take is None else values.take(take))
+        if valid is None
+        else with_mask(pick(values), pick(valid), kind)
+        for values, valid, kind in parsed.columns
+    ]
+    accepted = pa.RecordBatch.from_arrays(
+        [
+            *columns,
+            pa.array(pick(parsed.duration)),
+            pa.array(pick(parsed.hashes)),
+            pa.array(pick(parsed.blank)),
+            pa.array(np.full(days.size, src_index, np.int32)),
+            pa.array(pick(rows)),
+        ],
+        schema=STAGE_SCHEMA,
+    )
+    return accepted, days
+
+
+def _rejected_rows(
+    batch: pa.RecordBatch,
+    parsed: _Parsed,
+    code: np.ndarray,
+    accepted_mask: np.ndarray,
+    label: str,
+    rows: np.ndarray,
+) -> tuple[pa.RecordBatch, dict[str, int]]:
+    """Rejected rows in the quarantine schema (raw values as text) and counts by reason."""
+    rejected = np.flatnonzero(~accepted_mask)
+    codes = code[rejected]
+    counts = np.bincount(codes, minlength=len(REJECT_REASONS) + 1)
+    reasons = {r: int(c) for r, c in zip(REJECT_REASONS, counts[1:], strict=True) if c}
+    # An order_id only means something when every field could be read.
+    unreadable = np.zeros(parsed.n, bool)
+    for reason, mask in parsed.masks.items():
+        if reason.startswith("invalid_"):
+            unreadable |= mask
+    ids = pc.if_else(
+        pa.array(unreadable[rejected]),
+        pa.scalar(None, pa.string()),
+        hex_ids(parsed.hashes[rejected]),
+    )
+    take = pa.array(rejected)
+    quarantined = pa.RecordBatch.from_arrays(
+        [
+            pa.DictionaryArray.from_arrays(
+                pa.array(codes.astype(np.int32) - 1), pa.array(REJECT_REASONS)
+            ).cast(pa.string()),
+            constant_text(label, rejected.size),
+            pa.array(rows[rejected]),
+            ids,
+            *[as_text(batch.column(name).take(take)) for name in schema.COLUMN_NAMES],
+            pa.nulls(rejected.size, pa.string()),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+    return quarantined, reasons
+
+
+def apply_checked(checked: Checked, stage: DayStreams, result: IngestResult) -> None:
+    """Stage one checked chunk and add its counts, so totals always reconcile."""
+    result.rows_read += checked.rows
+    if checked.accepted is not None:
+        stage.write_rows(checked.accepted, checked.days)
+    if checked.rejected is not None:
+        stage.write_quarantine(checked.rejected)
+        result.rows_quarantined += checked.rejected.num_rows
+        for reason, count in checked.reasons.items():
+            result.reasons[reason] = result.reasons.get(reason, 0) + count
+
+
+def quarantine_malformed(
+    malformed: list[tuple[int | None, str]], label: str, stage: DayStreams, result: IngestResult
+) -> None:
+    """Quarantine lines the CSV reader could not parse, with the reader's reason."""
+    items = malformed[: len(malformed)]
+    del malformed[: len(items)]
+    n = len(items)
+    result.rows_read += n
+    result.rows_quarantined += n
+    result.reasons["malformed_row"] = result.reasons.get("malformed_row", 0) + n
+    stage.write_quarantine(
+        pa.RecordBatch.from_arrays(
+            [
+                constant_text("malformed_row", n),
+                constant_text(label, n),
+                pa.array([number for number, _ in items], pa.int64()),
+                pa.nulls(n, pa.string()),
+                *[pa.nulls(n, pa.string()) for _ in schema.COLUMN_NAMES],
+                pa.array([text for _, text in items], pa.string()),
+            ],
+            schema=QUARANTINE_SCHEMA,
+        )
+    )
