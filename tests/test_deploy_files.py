@@ -29,6 +29,12 @@ from eta_cli.config import ENV_VARS, SECRET_NAME, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker" / "compose.yaml"
+COMPOSE_AWS = ROOT / "docker" / "compose.aws.yaml"
+NGINX_CONF = ROOT / "docker" / "proxy" / "nginx.conf"
+SELF_SIGNED = ROOT / "docker" / "proxy" / "self-signed.sh"
+MLFLOW_AUTH_INI = ROOT / "docker" / "mlflow" / "basic_auth.ini"
+MLFLOW_USERS = ROOT / "docker" / "mlflow" / "create-users.py"
+SECURITY_DOC = ROOT / "docs" / "security.md"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SCHEDULER = ROOT / "docker" / "scheduler" / "eta-scheduler.sh"
@@ -148,7 +154,8 @@ def local_env() -> dict[str, str]:
     """.env.example with the required secrets filled in, as a user would."""
     env = env_example()
     for name, value in env.items():
-        if not value and SECRET_KEY.search(name) and not name.startswith("ETA_"):
+        stack_secret = not name.startswith("ETA_") or name.endswith("_PASSWORD")
+        if not value and SECRET_KEY.search(name) and stack_secret:
             env[name] = f"{name.lower().replace('_', '')}0123456789"
     return env
 
@@ -236,9 +243,17 @@ def dockerignore_excludes(path: str) -> bool:
 # docker/compose.yaml
 # ---------------------------------------------------------------------------
 def test_compose_has_the_stack_services() -> None:
-    assert {"postgres", "minio", "minio-init", "mlflow", "eta", "grafana", "scheduler"} <= set(
-        services()
-    )
+    assert {
+        "postgres",
+        "minio",
+        "minio-init",
+        "mlflow",
+        "mlflow-users",
+        "eta",
+        "grafana",
+        "scheduler",
+        "proxy",
+    } <= set(services())
 
 
 def test_every_image_is_pinned_to_an_exact_version() -> None:
@@ -265,7 +280,7 @@ def test_the_eta_image_is_built_once_and_shared() -> None:
     built = [name for name, s in svc.items() if "build" in s]
     assert built == ["eta"]
     assert svc["eta"]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
-    for name in ("mlflow", "scheduler"):
+    for name in ("mlflow", "mlflow-users", "scheduler"):
         assert svc[name]["image"] == svc["eta"]["image"], f"{name} must run the eta image"
 
 
@@ -306,7 +321,7 @@ def test_local_stand_ins_are_behind_the_local_profile() -> None:
     svc = services()
     for name in ("postgres", "minio", "minio-init"):
         assert svc[name].get("profiles") == ["local"], name
-    for name in ("mlflow", "eta", "grafana", "scheduler"):
+    for name in ("mlflow", "mlflow-users", "eta", "grafana", "scheduler", "proxy"):
         assert "profiles" not in svc[name], f"{name} must run on AWS too"
 
 
@@ -375,7 +390,7 @@ def test_mlflow_runs_on_postgresql_with_proxied_s3_artifacts() -> None:
     assert "--serve-artifacts" in command
     assert command[command.index("--artifacts-destination") + 1].startswith("s3://${ETA_S3_BUCKET")
     backend = mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"]
-    assert backend.startswith("postgresql+psycopg2://"), backend
+    assert backend.startswith("postgresql+psycopg2://${MLFLOW_DB_USER:-mlflow}:"), backend
     assert not any("postgresql" in part for part in command), "password on the command line"
 
 
@@ -398,9 +413,10 @@ def test_local_stack_renders_to_working_aws_settings() -> None:
         assert settings.tracking_uri == "http://mlflow:5000"
         assert settings.s3_bucket == env["ETA_S3_BUCKET"]
         assert settings.effective_data_uri == f"s3://{env['ETA_S3_BUCKET']}/eta/data"
+        role = {"eta": "ETA_SERVE", "scheduler": "ETA_PIPELINE"}[name]
         assert settings.effective_database_url == (
-            f"postgresql+psycopg2://eta:{env['POSTGRES_PASSWORD']}@postgres:5432/eta"
-            "?sslmode=disable"
+            f"postgresql+psycopg2://{env[role + '_DB_USER']}:{env[role + '_DB_PASSWORD']}"
+            "@postgres:5432/eta?sslmode=disable"
         )
         assert settings.s3_endpoint_url == "http://minio:9000"
         assert settings.home_path == Path("/var/lib/eta")
@@ -415,6 +431,13 @@ def test_missing_secrets_stop_compose_before_anything_starts() -> None:
         "GRAFANA_DB_PASSWORD",
         "MINIO_ROOT_PASSWORD",
         "ETA_S3_BUCKET",
+        "MLFLOW_DB_PASSWORD",
+        "ETA_SERVE_DB_PASSWORD",
+        "ETA_PIPELINE_DB_PASSWORD",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "ETA_MLFLOW_SERVE_PASSWORD",
+        "ETA_MLFLOW_PIPELINE_PASSWORD",
     ):
         broken = dict(env, **{name: ""})
         with pytest.raises(KeyError, match=name):
@@ -629,6 +652,12 @@ def test_init_script_creates_databases_and_a_read_only_grafana_role() -> None:
         ETA_MONITORING_DB=eta_db,
         GRAFANA_DB_USER=reader,
         GRAFANA_DB_PASSWORD="it's $ecret",
+        MLFLOW_DB_USER=f"mlflow_{suffix}",
+        MLFLOW_DB_PASSWORD="m",
+        ETA_SERVE_DB_USER=f"serve_{suffix}",
+        ETA_SERVE_DB_PASSWORD="s",
+        ETA_PIPELINE_DB_USER=f"pipeline_{suffix}",
+        ETA_PIPELINE_DB_PASSWORD="p",
     )
     try:
         for _ in range(2):  # idempotent
@@ -641,12 +670,12 @@ def test_init_script_creates_databases_and_a_read_only_grafana_role() -> None:
             sql(
                 owner,
                 eta_db,
-                "CREATE TABLE drift_reports (id int); INSERT INTO drift_reports VALUES (1)",
+                "CREATE TABLE later_table (id int); INSERT INTO later_table VALUES (1)",
             ).returncode
             == 0
         )
-        assert sql(reader, eta_db, "SELECT count(*) FROM drift_reports").stdout.strip() == "1"
-        denied = sql(reader, eta_db, "INSERT INTO drift_reports VALUES (2)")
+        assert sql(reader, eta_db, "SELECT count(*) FROM later_table").stdout.strip() == "1"
+        denied = sql(reader, eta_db, "INSERT INTO later_table VALUES (2)")
         assert denied.returncode != 0 and "permission denied" in denied.stderr
         no_mlflow = sql(reader, mlflow_db, "SELECT 1")
         assert no_mlflow.returncode != 0 and "CONNECT" in no_mlflow.stderr
@@ -656,6 +685,9 @@ def test_init_script_creates_databases_and_a_read_only_grafana_role() -> None:
             f'DROP DATABASE IF EXISTS "{mlflow_db}" WITH (FORCE)',
             f'DROP DATABASE IF EXISTS "{eta_db}" WITH (FORCE)',
             f"DROP ROLE IF EXISTS {reader}",
+            f"DROP ROLE IF EXISTS serve_{suffix}",
+            f"DROP ROLE IF EXISTS pipeline_{suffix}",
+            f"DROP ROLE IF EXISTS mlflow_{suffix}",
             f"DROP ROLE IF EXISTS {owner}",
         ):
             sql(PG_USER, "postgres", statement)
@@ -667,7 +699,18 @@ def test_init_script_is_mounted_into_the_postgres_container() -> None:
         "./postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-init-databases.sh:ro"
         in postgres["volumes"]
     )
-    for name in ("MLFLOW_DB", "ETA_MONITORING_DB", "GRAFANA_DB_USER", "GRAFANA_DB_PASSWORD"):
+    for name in (
+        "MLFLOW_DB",
+        "ETA_MONITORING_DB",
+        "GRAFANA_DB_USER",
+        "GRAFANA_DB_PASSWORD",
+        "MLFLOW_DB_USER",
+        "MLFLOW_DB_PASSWORD",
+        "ETA_SERVE_DB_USER",
+        "ETA_SERVE_DB_PASSWORD",
+        "ETA_PIPELINE_DB_USER",
+        "ETA_PIPELINE_DB_PASSWORD",
+    ):
         assert name in postgres["environment"], name
     assert os.access(PG_INIT, os.X_OK) and os.access(SCHEDULER, os.X_OK)
 
@@ -766,6 +809,10 @@ def test_terraform_files_parse_and_document_variables_and_outputs() -> None:
     assert {"instance_id", "public_ip", "bucket_name", "db_address", "service_url"} <= outputs
     admin = next(e["admin_cidrs"] for e in hcl("variables.tf")["variable"] if "admin_cidrs" in e)
     assert "default" not in admin, "admin_cidrs must be chosen by whoever deploys"
+    service = next(
+        e["service_cidrs"] for e in hcl("variables.tf")["variable"] if "service_cidrs" in e
+    )
+    assert "default" not in service, "service_cidrs must be chosen by whoever deploys"
 
 
 def test_terraform_providers_are_pinned() -> None:
@@ -783,10 +830,11 @@ def test_security_groups_open_only_the_service_and_admin_ports() -> None:
         for typ, name, body in tf_blocks("resource")
         if typ == "aws_vpc_security_group_ingress_rule"
     }
+    # Only the TLS proxy's ports: 443 (the API), 5443 (MLflow) and 3443 (Grafana).
     allowed = {
-        9696: ("cidr_ipv4", "${each.value}", "${toset(var.service_cidrs)}", "app"),
-        5000: ("cidr_ipv4", "${each.value}", "${toset(var.admin_cidrs)}", "app"),
-        3000: ("cidr_ipv4", "${each.value}", "${toset(var.admin_cidrs)}", "app"),
+        443: ("cidr_ipv4", "${each.value}", "${toset(var.service_cidrs)}", "app"),
+        5443: ("cidr_ipv4", "${each.value}", "${toset(var.admin_cidrs)}", "app"),
+        3443: ("cidr_ipv4", "${each.value}", "${toset(var.admin_cidrs)}", "app"),
         5432: ("referenced_security_group_id", "${aws_security_group.app.id}", None, "db"),
         22: ("referenced_security_group_id", "${aws_security_group.eice[0].id}", None, "app"),
     }
@@ -801,7 +849,7 @@ def test_security_groups_open_only_the_service_and_admin_ports() -> None:
         assert rule["security_group_id"] == f"${{aws_security_group.{group}.id}}", name
         assert "cidr_ipv4" not in rule or key == "cidr_ipv4", name
         seen.add(port)
-    assert {9696, 5000, 3000, 5432} <= seen
+    assert {443, 5443, 3443, 5432} <= seen
     for typ, name, body in tf_blocks("resource"):
         assert typ != "aws_security_group_rule", f"{name}: use aws_vpc_security_group_*_rule"
         if typ == "aws_security_group":
@@ -885,7 +933,8 @@ def test_instance_uses_its_profile_imdsv2_and_a_complete_user_data_template() ->
     assert instance["iam_instance_profile"] == "${aws_iam_instance_profile.instance.name}"
     metadata = as_list(instance["metadata_options"])[0]
     assert metadata["http_tokens"] == "required"
-    assert metadata["http_put_response_hop_limit"] == 2
+    # One hop: containers on a bridge network cannot reach the instance role.
+    assert metadata["http_put_response_hop_limit"] == 1
     assert as_list(instance["root_block_device"])[0]["encrypted"] is True
     # Every ${...} placeholder of the template is passed by templatefile(), and back.
     main = (TERRAFORM / "main.tf").read_text(encoding="utf-8")
@@ -900,7 +949,10 @@ def test_instance_uses_its_profile_imdsv2_and_a_complete_user_data_template() ->
 def test_user_data_installs_docker_writes_every_required_variable_and_starts_the_stack() -> None:
     template = (TERRAFORM / "user_data.sh.tftpl").read_text(encoding="utf-8")
     assert re.search(r"apt-get install .*docker\.io.*docker-compose-v2", template)
-    assert "docker compose -f docker/compose.yaml --env-file .env up -d" in template
+    assert (
+        "docker compose -f docker/compose.yaml -f docker/compose.aws.yaml --env-file .env up -d"
+        in template
+    )
     assert "init-databases.sh" in template
     env_file = re.search(r"<<ENV\n(.*?)\nENV\n", template, re.DOTALL)
     assert env_file, "user_data must write .env with a <<ENV heredoc"
@@ -911,11 +963,26 @@ def test_user_data_installs_docker_writes_every_required_variable_and_starts_the
     assert re.search(r"^COMPOSE_PROFILES=$", env_file.group(1), re.MULTILINE)
     assert re.search(r"^AWS_ACCESS_KEY_ID=$", env_file.group(1), re.MULTILINE)
     assert "POSTGRES_SSLMODE=require" in env_file.group(1)
+    # The master password is read in the host's network namespace (IMDS, one hop) and
+    # never written to .env; every component gets its own generated password.
+    assert re.search(r"docker run --rm --network host .*\n.*ssm", template)
+    assert "$DB_PASSWORD" not in env_file.group(1)
+    for name in (
+        "MLFLOW_DB_PASSWORD",
+        "ETA_SERVE_DB_PASSWORD",
+        "ETA_PIPELINE_DB_PASSWORD",
+        "GRAFANA_DB_PASSWORD",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "ETA_MLFLOW_SERVE_PASSWORD",
+        "ETA_MLFLOW_PIPELINE_PASSWORD",
+    ):
+        assert re.search(rf"^{name}=\$\(openssl rand -hex \d+\)$", env_file.group(1), re.M), name
 
 
 def test_offline_terraform_tests_exist() -> None:
     text = (TERRAFORM / "tests" / "plan.tftest.hcl").read_text(encoding="utf-8")
     assert 'mock_provider "aws"' in text and "expect_failures = [var.admin_cidrs]" in text
+    assert "expect_failures = [var.service_cidrs]" in text
 
 
 # ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ data "aws_ssm_parameter" "ubuntu_ami" {
 locals {
   bucket_name           = var.bucket_name != "" ? var.bucket_name : "${var.name}-${data.aws_caller_identity.current.account_id}-${var.aws_region}"
   azs                   = slice(data.aws_availability_zones.available.names, 0, 2)
-  db_password           = coalesce(var.db_password, random_password.db.result)
+  db_password           = coalesce(var.db_password, data.aws_secretsmanager_random_password.db.random_password)
   db_password_parameter = "/${var.name}/postgres/password"
 }
 
@@ -99,12 +99,15 @@ resource "aws_vpc_endpoint" "s3" {
 }
 
 # ---------------------------------------------------------------------------
-# Security groups: 9696 to service_cidrs, 5000 and 3000 to admin_cidrs, 5432 on
-# RDS only from the instance, SSH only through the Instance Connect Endpoint.
+# Security groups: the TLS proxy's 443 to service_cidrs, its MLflow (5443) and
+# Grafana (3443) ports to admin_cidrs, 5432 on RDS only from the instance, SSH only
+# through the Instance Connect Endpoint. Nothing reaches a container directly: the
+# service (9696), MLflow (5000) and Grafana (3000) are bound to 127.0.0.1 on the
+# instance and are reached through the proxy (docker/compose.yaml, docs/security.md).
 # ---------------------------------------------------------------------------
 resource "aws_security_group" "app" {
   name        = "${var.name}-app"
-  description = "eta instance: prediction service to service_cidrs, MLflow and Grafana to admin_cidrs"
+  description = "eta instance: TLS proxy to service_cidrs (443) and admin_cidrs (5443, 3443)"
   vpc_id      = aws_vpc.main.id
 
   tags = { Name = "${var.name}-app" }
@@ -114,10 +117,10 @@ resource "aws_vpc_security_group_ingress_rule" "serve" {
   for_each = toset(var.service_cidrs)
 
   security_group_id = aws_security_group.app.id
-  description       = "eta serve (prediction API)"
+  description       = "eta prediction API through the TLS proxy"
   ip_protocol       = "tcp"
-  from_port         = 9696
-  to_port           = 9696
+  from_port         = 443
+  to_port           = 443
   cidr_ipv4         = each.value
 }
 
@@ -125,10 +128,10 @@ resource "aws_vpc_security_group_ingress_rule" "mlflow" {
   for_each = toset(var.admin_cidrs)
 
   security_group_id = aws_security_group.app.id
-  description       = "MLflow tracking server and UI (admins only)"
+  description       = "MLflow tracking server and UI through the TLS proxy (admins only)"
   ip_protocol       = "tcp"
-  from_port         = 5000
-  to_port           = 5000
+  from_port         = 5443
+  to_port           = 5443
   cidr_ipv4         = each.value
 }
 
@@ -136,10 +139,10 @@ resource "aws_vpc_security_group_ingress_rule" "grafana" {
   for_each = toset(var.admin_cidrs)
 
   security_group_id = aws_security_group.app.id
-  description       = "Grafana dashboards (admins only)"
+  description       = "Grafana dashboards through the TLS proxy (admins only)"
   ip_protocol       = "tcp"
-  from_port         = 3000
-  to_port           = 3000
+  from_port         = 3443
+  to_port           = 3443
   cidr_ipv4         = each.value
 }
 
@@ -358,7 +361,12 @@ data "aws_iam_policy_document" "db_password" {
   }
 }
 
+# Only the first boot needs the master password (to create the per-component roles
+# with docker/postgres/init-databases.sh). Set instance_reads_db_password = false
+# and apply again once the stack runs, and nothing on the instance can read it.
 resource "aws_iam_role_policy" "db_password" {
+  count = var.instance_reads_db_password ? 1 : 0
+
   name   = "${var.name}-db-password"
   role   = aws_iam_role.instance.id
   policy = data.aws_iam_policy_document.db_password.json
@@ -370,19 +378,27 @@ resource "aws_iam_instance_profile" "instance" {
 }
 
 # ---------------------------------------------------------------------------
-# RDS PostgreSQL: private, encrypted, backed up. The password is generated (or
-# given as the sensitive db_password) and kept in an SSM SecureString.
+# RDS PostgreSQL: private, encrypted, backed up. The master password is generated
+# by Secrets Manager's generator (or given as the sensitive db_password) and kept in
+# an SSM SecureString. The generator answers a new value on every plan: the value
+# the first apply wrote is kept (ignore_changes below); rotate it as
+# docs/security.md says, not through Terraform.
 # ---------------------------------------------------------------------------
-resource "random_password" "db" {
-  length  = 32
-  special = false
+data "aws_secretsmanager_random_password" "db" {
+  password_length     = 32
+  exclude_punctuation = true
+  include_space       = false
 }
 
 resource "aws_ssm_parameter" "db_password" {
   name        = local.db_password_parameter
-  description = "Master password of the eta RDS instance (read by the eta instance at boot)"
+  description = "Master password of the eta RDS instance (read by the eta instance at first boot)"
   type        = "SecureString"
   value       = local.db_password
+
+  lifecycle {
+    ignore_changes = [value]
+  }
 }
 
 resource "aws_db_subnet_group" "main" {
@@ -421,6 +437,11 @@ resource "aws_db_instance" "main" {
   deletion_protection        = var.db_deletion_protection
   skip_final_snapshot        = false
   final_snapshot_identifier  = "${var.name}-db-final"
+
+  lifecycle {
+    # The generated password is drawn again on every plan; the first one stays.
+    ignore_changes = [password]
+  }
 }
 
 # ---------------------------------------------------------------------------
@@ -442,12 +463,15 @@ resource "aws_instance" "app" {
   associate_public_ip_address = true
   ebs_optimized               = true
 
-  # IMDSv2 only; two hops so that containers (one bridge hop away) reach the
-  # instance profile's credentials.
+  # IMDSv2 only, and one hop: a container on a Docker bridge network (the service,
+  # the proxy, Grafana) is one hop further away and cannot get the instance role.
+  # Only what needs the bucket runs in the host's network namespace and reaches it:
+  # MLflow (artifact proxy) and the scheduler (eta pipeline), see
+  # docker/compose.aws.yaml and docs/security.md.
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
-    http_put_response_hop_limit = 2
+    http_put_response_hop_limit = 1
   }
 
   root_block_device {

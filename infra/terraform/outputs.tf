@@ -14,18 +14,18 @@ output "public_dns" {
 }
 
 output "service_url" {
-  description = "Base URL of the prediction service (eta serve): /health, /ready, /predict, /model, /metrics."
-  value       = "http://${aws_eip.app.public_ip}:9696"
+  description = "Base URL of the prediction service (eta serve behind the TLS proxy): /health, /ready, /predict, /model, /metrics."
+  value       = "https://${aws_eip.app.public_dns}"
 }
 
 output "mlflow_url" {
-  description = "MLflow UI and API, reachable from admin_cidrs only."
-  value       = "http://${aws_eip.app.public_ip}:5000"
+  description = "MLflow UI and API through the TLS proxy (basic-auth login), reachable from admin_cidrs only."
+  value       = "https://${aws_eip.app.public_dns}:5443"
 }
 
 output "grafana_url" {
-  description = "Grafana dashboards, reachable from admin_cidrs only (admin password in /opt/eta/.env on the instance)."
-  value       = "http://${aws_eip.app.public_ip}:3000"
+  description = "Grafana dashboards through the TLS proxy, reachable from admin_cidrs only (admin password in /opt/eta/.env on the instance)."
+  value       = "https://${aws_eip.app.public_dns}:3443"
 }
 
 output "bucket_name" {

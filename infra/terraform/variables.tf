@@ -22,19 +22,18 @@ variable "tags" {
 }
 
 variable "admin_cidrs" {
-  description = "CIDR blocks allowed to reach MLflow (5000) and Grafana (3000), e.g. [\"203.0.113.7/32\"]. Required; 0.0.0.0/0 is refused."
+  description = "CIDR blocks allowed to reach MLflow (5443) and Grafana (3443) through the TLS proxy, e.g. [\"203.0.113.7/32\"]. Required; 0.0.0.0/0 is refused."
   type        = list(string)
 
   validation {
     condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "admin_cidrs must be a non-empty list of valid CIDR blocks, none of them 0.0.0.0/0 (MLflow has no login)."
+    error_message = "admin_cidrs must be a non-empty list of valid CIDR blocks, none of them 0.0.0.0/0 (admin interfaces are not for the internet)."
   }
 }
 
 variable "service_cidrs" {
-  description = "CIDR blocks allowed to call the prediction service on 9696. Default: everyone."
+  description = "CIDR blocks allowed to call the prediction service (HTTPS on 443, through the proxy), e.g. your clients' egress addresses. Required: [\"0.0.0.0/0\"] opens it to everyone, which has to be written down on purpose."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
 
   validation {
     condition     = length(var.service_cidrs) > 0 && alltrue([for c in var.service_cidrs : can(cidrhost(c, 0))])
@@ -161,6 +160,12 @@ variable "db_backup_retention_days" {
 
 variable "db_deletion_protection" {
   description = "Refuse to delete the RDS instance (set false before terraform destroy)."
+  type        = bool
+  default     = true
+}
+
+variable "instance_reads_db_password" {
+  description = "Let the instance role read the RDS master password parameter. The first boot needs it (it creates the per-component database roles); set false and apply again afterwards."
   type        = bool
   default     = true
 }

@@ -1,5 +1,7 @@
 # Offline plan checks with mocked providers: no AWS account or credentials needed.
 #   cd infra/terraform && terraform init -backend=false && terraform test
+# (tests/test_terraform.py runs them from a copy of the module, with the provider
+# from a local plugin directory.)
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
     defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
@@ -13,11 +15,15 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{}" }
   }
+  mock_data "aws_secretsmanager_random_password" {
+    defaults = { random_password = "MockedGeneratedPassword0123456789" }
+  }
 }
 
 variables {
-  admin_cidrs = ["203.0.113.7/32"]
-  repo_url    = "https://github.com/example/eta.git"
+  admin_cidrs   = ["203.0.113.7/32"]
+  service_cidrs = ["198.51.100.0/24"]
+  repo_url      = "https://github.com/example/eta.git"
 }
 
 run "defaults_plan" {
@@ -29,8 +35,8 @@ run "defaults_plan" {
   }
 
   assert {
-    condition     = aws_instance.app.metadata_options[0].http_tokens == "required" && aws_instance.app.metadata_options[0].http_put_response_hop_limit == 2
-    error_message = "The instance must require IMDSv2 with a hop limit of 2 (containers need the instance profile)."
+    condition     = aws_instance.app.metadata_options[0].http_tokens == "required" && aws_instance.app.metadata_options[0].http_put_response_hop_limit == 1
+    error_message = "The instance must require IMDSv2 with a hop limit of 1 (containers on a bridge network must not reach the instance role)."
   }
 
   assert {
@@ -39,13 +45,13 @@ run "defaults_plan" {
   }
 
   assert {
-    condition     = length(aws_vpc_security_group_ingress_rule.serve) == 1 && aws_vpc_security_group_ingress_rule.serve["0.0.0.0/0"].from_port == 9696
-    error_message = "9696 is open to service_cidrs (default: everyone)."
+    condition     = length(aws_vpc_security_group_ingress_rule.serve) == 1 && aws_vpc_security_group_ingress_rule.serve["198.51.100.0/24"].from_port == 443
+    error_message = "The proxy's 443 is open to service_cidrs, and only to them."
   }
 
   assert {
-    condition     = aws_vpc_security_group_ingress_rule.mlflow["203.0.113.7/32"].from_port == 5000 && aws_vpc_security_group_ingress_rule.grafana["203.0.113.7/32"].from_port == 3000
-    error_message = "5000 and 3000 are open to admin_cidrs only."
+    condition     = aws_vpc_security_group_ingress_rule.mlflow["203.0.113.7/32"].from_port == 5443 && aws_vpc_security_group_ingress_rule.grafana["203.0.113.7/32"].from_port == 3443
+    error_message = "The proxy's MLflow (5443) and Grafana (3443) ports are open to admin_cidrs only."
   }
 
   assert {
@@ -72,4 +78,27 @@ run "refuses_a_password_that_breaks_urls" {
   }
 
   expect_failures = [var.db_password]
+}
+
+run "service_cidrs_must_be_chosen" {
+  command = plan
+
+  variables {
+    service_cidrs = []
+  }
+
+  expect_failures = [var.service_cidrs]
+}
+
+run "the_master_password_policy_can_be_dropped_after_the_first_boot" {
+  command = plan
+
+  variables {
+    instance_reads_db_password = false
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.db_password) == 0
+    error_message = "instance_reads_db_password = false must remove the instance's access to the master password."
+  }
 }
