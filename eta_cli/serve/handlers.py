@@ -17,9 +17,10 @@ import time
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from eta_cli.orders import Problem
 from eta_cli.serve.events import access_logger, logger
 from eta_cli.serve.responses import error_response
-from eta_cli.validation import ApiError, Problem
+from eta_cli.validation import ApiError
 
 # Same length as monitoring.predictions.request_id: a longer one could not be logged.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

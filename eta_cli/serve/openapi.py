@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the prediction service (``GET /openapi.json``).
 
 Generated from the same definitions the request validator uses
-(:data:`eta_cli.validation.ORDER_COLUMNS`, limits and allowed-value texts), so what
+(:data:`eta_cli.orders.ORDER_COLUMNS`, limits and allowed-value texts), so what
 the server accepts and what it documents cannot drift apart.
 """
 
@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eta_cli.schema import Column
-from eta_cli.validation import (
-    BATCH_KEY,
-    FORBIDDEN_FIELDS,
+from eta_cli.orders import (
     MAX_ORDER_ID_INT,
     MAX_ORDER_ID_LENGTH,
     MAX_TEXT_LENGTH,
@@ -22,8 +19,9 @@ from eta_cli.validation import (
     REQUIRED_FIELDS,
     TIMESTAMP_PATTERN,
     allowed_text,
-    interval_field,
 )
+from eta_cli.schema import Column
+from eta_cli.validation import BATCH_KEY, FORBIDDEN_FIELDS, interval_field
 
 
 def _column_schema(column: Column) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response, g
 
-from eta_cli.validation import ApiError, Problem
+from eta_cli.orders import Problem
+from eta_cli.validation import ApiError
 
 if TYPE_CHECKING:
     from eta_cli.serve.provider import ModelProvider

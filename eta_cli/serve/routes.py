@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from eta_cli import validation
+from eta_cli.orders import Problem
 from eta_cli.predict import format_predictions
 from eta_cli.serve.openapi import openapi_document
 from eta_cli.serve.prediction_log import LogEntry
 from eta_cli.serve.provider import name_label, version_label
 from eta_cli.serve.responses import JSON_MIMETYPE, no_model_loaded, respond
-from eta_cli.validation import ApiError, Problem
+from eta_cli.validation import ApiError
 
 if TYPE_CHECKING:
     from eta_cli.config import Settings
