@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,31 +102,7 @@ def gather(
     )
 
 
-# --------------------------------------------------------------------------- parsing
-
-
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str | None) -> timedelta | datetime | None:
-    """``24h``/``7d``/``90m``/``2w`` (a window) or an ISO date/time (a start, UTC)."""
-    if text is None or str(text).strip() == "":
-        return None
-    match = _SINCE.match(str(text))
-    if match:
-        amount, unit = float(match.group(1)), match.group(2).lower()
-        if amount <= 0:
-            raise DriftInputError(f"--since {text!r} must be a positive duration")
-        return timedelta(**{_UNITS[unit]: amount})
-    try:
-        start = datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        raise DriftInputError(
-            f"--since {text!r} is not understood: use a duration such as 24h, 7d, 90m, 2w "
-            "or an ISO date/time such as 2015-02-10 or 2015-02-10T12:00:00"
-        ) from None
-    return start if start.tzinfo else start.replace(tzinfo=UTC)
+# --------------------------------------------------------------------------- reading
 
 
 def read_table(path: str, settings: Settings) -> pd.DataFrame:
