@@ -353,7 +353,7 @@ def _number_cells(column: Column, raw: pa.Array) -> _Cells:
     given = present_mask(raw)
     if pa.types.is_string(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
         values, present, invalid = parse_numbers(raw, integral=True)
-        values = values.copy()
+        values = np.where(present, values, np.nan)  # null slots hold anything
         fine = present & ~invalid & _in_range(column, values)
         if pa.types.is_floating(kind):  # NaN in a typed float column is missing
             given = given & ~np.isnan(values)

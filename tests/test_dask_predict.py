@@ -19,6 +19,7 @@ from eta_cli.cli import main
 from eta_cli.config import Settings
 from eta_cli.dask_engine import ClusterError
 from eta_cli.predict import dask as dask_predict
+from eta_cli.predict.batch import predict_files
 
 pytest_plugins = ("fixtures_dask",)  # the session's two-worker cluster: dask_client
 
@@ -82,7 +83,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def local_output(settings: Settings, model_dir: Path, source: Path, target: Path) -> pd.DataFrame:
     loaded = registry.load_model(settings, str(model_dir))
-    predict.predict_file(settings, predict.LocalPredictor(loaded), str(source), str(target))
+    predict_files(settings, str(source), str(target), model=predict.LocalPredictor(loaded))
     return pd.read_parquet(target)
 
 

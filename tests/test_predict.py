@@ -14,6 +14,7 @@ from helpers_model import ServerThread, log_and_register, sample_orders, tiny_mo
 from eta_cli import predict, schema
 from eta_cli.cli import main
 from eta_cli.predict import PredictError, read_orders_json
+from eta_cli.predict.batch import predict_files
 from eta_cli.serve import ModelProvider, create_app
 
 ORDERS = sample_orders(12, seed=9, with_id=True)
@@ -331,21 +332,21 @@ def test_remote_batch_file_matches_local(tmp_path, settings, model_dir):
     frame = orders_frame(250, messy=True)
     parquet_in = tmp_path / "orders.parquet"
     frame.to_parquet(parquet_in)
-    local = predict.predict_file(
+    local = predict_files(
         settings,
-        predict.LocalPredictor.from_settings(settings, str(model_dir)),
         str(parquet_in),
         str(tmp_path / "local.parquet"),
+        model=predict.LocalPredictor.from_settings(settings, str(model_dir)),
         chunk_rows=100,
     )
     provider = ModelProvider(settings, str(model_dir))
     provider.check()
     with ServerThread(create_app(settings, provider), threads=2) as server:
-        remote = predict.predict_file(
+        remote = predict_files(
             settings,
-            predict.RemotePredictor(server.url, max_batch=40),
             str(parquet_in),
             str(tmp_path / "remote.parquet"),
+            model=predict.RemotePredictor(server.url, max_batch=40),
             chunk_rows=100,
         )
     assert (local.rows, local.rejected) == (remote.rows, remote.rejected)
@@ -384,3 +385,112 @@ def test_wait_for_a_server_that_is_still_loading(tmp_path, settings, model_dir, 
     finally:
         release.set()
         provider.stop()
+
+
+def odd_cells_csv(path: Path, n: int = 2000) -> Path:
+    """A messy synthetic CSV plus rows in every spelling the rules must decide."""
+    from eta_cli.synthetic import write_csv
+
+    write_csv(orders_frame(n, seed=11, messy=True), path)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    template = dict(zip(header, lines[1].split(","), strict=True))
+
+    def row(**values: str) -> str:
+        return ",".join(str({**template, **values}.get(c, "")) for c in header)
+
+    odd = [
+        {"created_at": "2015-02-30 10:00:00"},
+        {"created_at": "2015-01-21T10:00:00"},
+        {"created_at": "2015-01-21 24:00:00"},
+        {"created_at": "2015-01-21 10:00"},
+        {"created_at": "2015-01-21 10:00:00Z"},
+        {"created_at": "2015-01-21T10:00:00+01:00"},
+        {"created_at": "2015-01-21 10:00:00.123456"},
+        {"created_at": "2015-01-21 10:00:00.1234567"},
+        {"created_at": "1969-12-31 23:59:59"},
+        {"created_at": " 2015-01-21 10:00:00"},
+        {"created_at": ""},
+        {"store_id": "1.5"},
+        {"store_id": ""},
+        {"store_id": " 12 "},
+        {"store_id": "1_000"},
+        {"store_id": "+5"},
+        {"store_id": "4.0"},
+        {"market_id": "2000"},
+        {"market_id": "inf"},
+        {"market_id": "-0"},
+        {"total_items": "0"},
+        {"total_items": "three"},
+        {"subtotal": "1e3"},
+        {"subtotal": "-1", "total_items": "x", "min_item_price": "1.5"},
+        {"order_id": "x" * 70},
+        {"order_id": ""},
+        {"store_primary_category": "y" * 201},
+        {"store_primary_category": "é" * 200},
+    ]
+    lines += [row(**values) for values in odd]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def odd_cells_parquet(path: Path, n: int = 1500) -> Path:
+    """Typed columns: float counts with NaN and fractions, ns timestamps, integer ids."""
+    import numpy as np
+
+    frame = orders_frame(n, seed=12, messy=True)
+    frame["total_items"] = frame["total_items"].astype("float64")
+    frame.loc[3, "total_items"] = 4.5
+    frame.loc[4, "total_items"] = np.nan
+    frame.loc[5, "total_onshift_dashers"] = np.nan
+    frame["created_at"] = frame["created_at"].astype("datetime64[ns]")
+    frame.loc[6, "created_at"] = frame.loc[6, "created_at"] + pd_nanoseconds(1)
+    frame["order_id"] = np.arange(n, dtype=np.int64) - 2
+    frame.to_parquet(path)
+    return path
+
+
+def pd_nanoseconds(n: int):
+    import pandas as pd
+
+    return pd.Timedelta(n, unit="ns")
+
+
+def per_order_output(settings, model_dir: Path, source: Path, chunk_rows: int) -> pa.Table:
+    """The output of validating and scoring each order (validate_order, predict_records)."""
+    from eta_cli.orders import rows_of
+    from eta_cli.predict.batch import iter_batches, output_table
+
+    predictor = predict.LocalPredictor.from_settings(settings, str(model_dir))
+    batches, _, _ = iter_batches(str(source), settings, chunk_rows)
+    tables, start = [], 0
+    for batch in batches:
+        outcomes = predictor.predict(rows_of(batch))
+        tables.append(output_table(outcomes, start, predictor))
+        start += batch.num_rows
+    return pa.concat_tables(tables)
+
+
+@pytest.mark.parametrize("make", [odd_cells_csv, odd_cells_parquet])
+def test_columns_answer_exactly_what_each_order_got(tmp_path, settings, model_dir, make):
+    """Validating and scoring columns gives the per-order path's answers: predictions to
+    1e-6 relative, and the same rejected rows, reasons, ids and delivery times."""
+    import numpy as np
+
+    source = make(tmp_path / ("in.csv" if make is odd_cells_csv else "in.parquet"))
+    result = predict_files(
+        settings, str(source), str(tmp_path / "out.parquet"), model=str(model_dir), chunk_rows=700
+    )
+    got = pq.read_table(tmp_path / "out.parquet")
+    pq.write_table(per_order_output(settings, model_dir, source, 700), tmp_path / "each.parquet")
+    expected = pq.read_table(tmp_path / "each.parquet")
+    assert got.schema == expected.schema
+    assert result.vectorised == result.rows == got.num_rows == expected.num_rows
+    for name in ("eta_p50_s", "eta_p10_s", "eta_p90_s", "eta_quoted_s"):
+        a = got.column(name).to_numpy(zero_copy_only=False)
+        b = expected.column(name).to_numpy(zero_copy_only=False)
+        assert np.allclose(a, b, rtol=1e-6, atol=0, equal_nan=True), name
+    for name in ("row", "order_id", "expected_delivery_at", "error", "model_version"):
+        assert got.column(name).equals(expected.column(name)), name
+    assert result.rejected == expected.num_rows - expected.column("error").null_count
+    assert result.rejected >= (16 if make is odd_cells_csv else 3)  # the odd rows, refused

@@ -9,7 +9,6 @@ import typer
 from eta_cli import dask_engine
 from eta_cli.commands._common import (
     console,
-    err_console,
     is_terminal,
     print_json,
     progress_display,
@@ -111,19 +110,10 @@ def predict_command(
     if output_format not in ("auto", "table", "json"):
         raise EtaError(f"--format {output_format!r}: use table, json or auto")
     settings = settings_from(ctx)
-    if dask_engine.check_engine(engine, scheduler) == "dask":
-        _run_dask_batch(
-            settings,
-            engine,
-            scheduler,
-            input_uri,
-            output_uri,
-            model,
-            url,
-            chunk_rows,
-            output_format,
-        )
-        return
+    if dask_engine.check_engine(engine, scheduler) == "dask" and (json_path is not None or url):
+        from eta_cli.predict.dask import FILES_ONLY
+
+        raise EtaError(FILES_ONLY)
 
     orders: list[Any] = []
     if json_path is not None:
@@ -133,8 +123,10 @@ def predict_command(
         predictor = predict.RemotePredictor(url, max_batch=settings.max_batch_orders)
         if wait:
             predictor.wait_ready(wait)
-    else:
+    elif json_path is not None or dask_engine.check_engine(engine, scheduler) == "local":
         predictor = predict.LocalPredictor.from_settings(settings, model)
+    else:
+        predictor = model  # type: ignore[assignment]  # the Dask engine loads it
 
     if json_path is not None:
         outcomes = predictor.predict(orders)
@@ -153,9 +145,31 @@ def predict_command(
             raise typer.Exit(1)
         return
 
-    summary = _run_batch(settings, predictor, input_uri, output_uri, chunk_rows)  # type: ignore[arg-type]
+    from eta_cli.predict.batch import predict_files
+
+    with progress_display() as report:
+        summary = predict_files(
+            settings,
+            input_uri,  # type: ignore[arg-type]
+            output_uri,  # type: ignore[arg-type]
+            model=predictor,
+            chunk_rows=chunk_rows,
+            engine=engine,
+            scheduler=scheduler,
+            progress=report,
+        )
     if output_format == "json" or (output_format == "auto" and not is_terminal()):
         print_json(summary.to_dict())
+        return
+    if summary.engine == "dask":
+        console.print(
+            f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} "
+            f"rows, {summary.predicted} predicted, {summary.rejected} rejected (model "
+            f"{summary.model_name or 'local'} v{summary.model_version or '-'}, "
+            f"{summary.seconds:.1f} s)"
+        )
+        for example in summary.reject_examples:
+            console.print(f"[yellow]rejected[/] {example}")
         return
     console.print(
         f"[green]wrote[/] {summary.output}: {summary.rows} rows, {summary.predicted} predicted, "
@@ -170,77 +184,6 @@ def predict_command(
         )
     for example in summary.reject_examples:
         console.print(f"[yellow]rejected[/] {example}")
-
-
-def _run_dask_batch(
-    settings: Any,
-    engine: str,
-    scheduler: str | None,
-    input_uri: str | None,
-    output_uri: str | None,
-    model: str | None,
-    url: str | None,
-    chunk_rows: int,
-    output_format: str,
-) -> None:
-    from eta_cli.predict import dask as dask_predict
-
-    if input_uri is None or output_uri is None or url:
-        raise EtaError(
-            "--engine dask scores files: give --input DIR|s3://... --output DIR|s3://..."
-        )
-    job = dask_predict.plan(settings, input_uri, output_uri, model)  # before any cluster
-    with (
-        progress_display() as report,
-        dask_engine.engine_client(engine, scheduler, report) as client,
-    ):
-        summary = dask_predict.predict_dataset(
-            settings,
-            client,
-            input_uri,
-            output_uri,
-            chunk_rows=chunk_rows,
-            progress=report,
-            job=job,
-        )
-    if output_format == "json" or (output_format == "auto" and not is_terminal()):
-        print_json(summary.to_dict())
-        return
-    console.print(
-        f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} rows, "
-        f"{summary.predicted} predicted, {summary.rejected} rejected (model "
-        f"{summary.model_name or 'local'} v{summary.model_version or '-'}, {summary.seconds:.1f} s)"
-    )
-    for example in summary.reject_examples:
-        console.print(f"[yellow]rejected[/] {example}")
-
-
-def _run_batch(settings: Any, predictor: Any, input_uri: str, output_uri: str, chunk_rows: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from eta_cli import predict
-
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("predicting", total=None)
-
-        def on_progress(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
-
-        return predict.predict_file(
-            settings,
-            predictor,
-            input_uri,
-            output_uri,
-            chunk_rows=chunk_rows,
-            on_progress=on_progress,
-        )
 
 
 def _print_table(outcomes: list[Any], predictor: Any) -> None:
