@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from eta_cli import __version__
+from eta_cli import __version__, config
 from eta_cli.errors import EtaError
 
 
@@ -86,7 +86,8 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected failures into a message and an exit code."""
-    if not os.environ.get("ETA_DEBUG"):
+    debug = config.debug_requested()
+    if not debug:
         # MLflow's INFO lines (database migrations on first use) are not ours to print;
         # read when mlflow is first imported, which is later than this.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
             typer.secho("aborted", err=True)
             sys.exit(130)
-        if os.environ.get("ETA_DEBUG"):
+        if debug:
             raise
         typer.secho(
             f"internal error: {type(exc).__name__}: {exc} (set ETA_DEBUG=1 for the traceback)",

@@ -74,6 +74,13 @@ class Settings:
     drift_sample_rows: int = 20_000
     drift_share_threshold: float = 0.3
     alert_webhook: str = ""
+    # The local Dask cluster of ``--engine dask`` without ``--scheduler`` (0 or empty: sized
+    # to this machine; see dask_engine.local_cluster_shape). Memory is per worker, e.g. "2GB".
+    dask_workers: int = 0
+    dask_threads_per_worker: int = 0
+    dask_memory_limit: str = ""
+    # Diagnostics: keep MLflow's logs and warnings, print tracebacks of unexpected errors.
+    debug: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # Derived locations: everything defaults to a place under ``home``.
@@ -153,6 +160,10 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "drift_sample_rows": ("ETA_DRIFT_SAMPLE_ROWS",),
     "drift_share_threshold": ("ETA_DRIFT_SHARE_THRESHOLD",),
     "alert_webhook": ("ETA_ALERT_WEBHOOK",),
+    "dask_workers": ("ETA_DASK_WORKERS",),
+    "dask_threads_per_worker": ("ETA_DASK_THREADS_PER_WORKER",),
+    "dask_memory_limit": ("ETA_DASK_MEMORY_LIMIT",),
+    "debug": ("ETA_DEBUG",),
 }
 
 SECRET_NAME = re.compile(r"(password|secret|token|key|webhook)", re.IGNORECASE)
@@ -268,6 +279,16 @@ def load_settings(
     return settings
 
 
+def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """``ETA_DEBUG`` for the CLI's entry point, which runs before any command builds its
+    :class:`Settings` (MLflow's log level must be set before MLflow is imported, and the
+    last-resort error handler has no settings). Everything else reads ``settings.debug``."""
+    env = os.environ if environ is None else environ
+    (name,) = ENV_VARS["debug"]
+    raw = env.get(name)
+    return raw not in (None, "") and bool(_coerce("debug", raw, f"${name}"))
+
+
 def validate(settings: Settings) -> None:
     """Refuse settings that cannot work, naming the setting and what is allowed."""
     checks = [
@@ -290,6 +311,13 @@ def validate(settings: Settings) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    for name in ("dask_workers", "dask_threads_per_worker"):
+        # 0 is the default ("sized to this machine"); set explicitly it must be a real count.
+        if getattr(settings, name) < 1 and settings.sources.get(name, "default") != "default":
+            raise ConfigError(
+                f"{name} = {getattr(settings, name)} (from {settings.sources[name]}) "
+                "is not a positive whole number"
+            )
     for name in ("tracking_uri", "database_url"):
         value = getattr(settings, name)
         if value.startswith("postgresql://") or value.startswith("postgres://"):

@@ -2,9 +2,9 @@
 
 ``--scheduler tcp://host:8786`` (or dask's own ``DASK_SCHEDULER_ADDRESS``) connects
 to a running cluster; otherwise a :class:`distributed.LocalCluster` sized to this
-machine is started for the duration of the command. The local cluster's size can
-be set with ``ETA_DASK_WORKERS``, ``ETA_DASK_THREADS_PER_WORKER`` and
-``ETA_DASK_MEMORY_LIMIT`` (e.g. ``2GB``; per worker).
+machine is started for the duration of the command. The local cluster's size comes
+from the settings ``dask_workers``, ``dask_threads_per_worker`` and
+``dask_memory_limit`` (``ETA_DASK_*``, read by :mod:`eta_cli.config`).
 
 Nothing here imports dask at module import time: ``eta --help`` stays fast.
 """
@@ -15,10 +15,11 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from eta_cli.config import ENV_VARS, Settings, load_settings
 from eta_cli.errors import EtaError, first_line
 from eta_cli.progress import ProgressCallback, report
 
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from distributed import Client
 
 ENGINES = ("local", "dask")
-WORKERS_ENV = "ETA_DASK_WORKERS"
-THREADS_ENV = "ETA_DASK_THREADS_PER_WORKER"
-MEMORY_ENV = "ETA_DASK_MEMORY_LIMIT"
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 _ADDRESS = re.compile(r"^((tcp|tls|ws|wss|ucx|inproc)://)?\[?[A-Za-z0-9_.:\-]+\]?(:\d{1,5})?/?$")
 
@@ -50,31 +48,16 @@ class ClusterOptions:
     silence_logs: bool = True
 
     @classmethod
-    def from_env(
-        cls, scheduler: str | None = None, environ: Mapping[str, str] | None = None
-    ) -> ClusterOptions:
-        """Options from ``--scheduler`` and the ``ETA_DASK_*`` variables, checked."""
-        env = os.environ if environ is None else environ
-
-        def count(name: str) -> int | None:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return None
-            try:
-                value = int(raw)
-            except ValueError:
-                value = 0
-            if value < 1:
-                raise ClusterError(f"${name}={raw!r} is not a positive whole number")
-            return value
-
-        memory = env.get(MEMORY_ENV, "").strip() or None
+    def from_settings(cls, settings: Settings, scheduler: str | None = None) -> ClusterOptions:
+        """Options from ``--scheduler`` and the ``dask_*`` settings; the memory limit checked."""
+        memory = settings.dask_memory_limit.strip() or None
         if memory is not None:
-            check_memory_limit(memory, f"${MEMORY_ENV}")
+            (variable,) = ENV_VARS["dask_memory_limit"]
+            check_memory_limit(memory, f"${variable}")
         return cls(
             scheduler=scheduler or None,
-            n_workers=count(WORKERS_ENV),
-            threads_per_worker=count(THREADS_ENV),
+            n_workers=settings.dask_workers or None,
+            threads_per_worker=settings.dask_threads_per_worker or None,
             memory_limit=memory,
         )
 
@@ -421,23 +404,25 @@ def list_files(
     return found
 
 
-# --------------------------------------------------------------------------- commands
-
-ENGINE_HELP = "local: this process; dask: a Dask cluster (see --scheduler)."
-SCHEDULER_HELP = (
-    "Dask scheduler address (e.g. tcp://scheduler:8786) for --engine dask. Default: "
-    "$DASK_SCHEDULER_ADDRESS, else a local cluster sized to this machine "
-    f"(${WORKERS_ENV}, ${THREADS_ENV}, ${MEMORY_ENV} adjust it)."
-)
+# --------------------------------------------------------------------------- stages
 
 
 @contextlib.contextmanager
 def engine_client(
-    engine: str, scheduler: str | None, progress: ProgressCallback | None = None
+    engine: str,
+    scheduler: str | None,
+    progress: ProgressCallback | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> Iterator[Client | None]:
-    """None for ``--engine local``; a connected Dask client for ``--engine dask``."""
+    """None for ``--engine local``; a connected Dask client for ``--engine dask``.
+
+    A local cluster is shaped by ``settings`` (the stage's own); without them the
+    effective settings are loaded, so the ``dask_*`` settings apply either way.
+    """
     if check_engine(engine, scheduler) == "local":
         yield None
         return
-    with dask_client(ClusterOptions.from_env(scheduler), progress=progress) as client:
+    options = ClusterOptions.from_settings(settings or load_settings(), scheduler)
+    with dask_client(options, progress=progress) as client:
         yield client

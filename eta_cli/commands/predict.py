@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from eta_cli import dask_engine
+from eta_cli.commands import options
 from eta_cli.commands._common import (
     console,
+    err_console,
     is_terminal,
     print_json,
     progress_display,
@@ -38,51 +40,43 @@ Exit codes:
 
 def predict_command(
     ctx: typer.Context,
-    json_path: Optional[str] = typer.Option(  # noqa: UP045 - Typer needs Optional
+    json_path: str | None = typer.Option(
         None,
         "--json",
         "-j",
         help="Orders as JSON: one object, a list, {'orders': [...]} or JSON Lines; '-' = stdin.",
         show_default=False,
     ),
-    input_uri: Optional[str] = typer.Option(  # noqa: UP045
+    input_uri: str | None = typer.Option(
         None,
         "--input",
         "-i",
         help="Batch: a CSV (.csv, .csv.gz) or Parquet file of orders, local or s3://.",
         show_default=False,
     ),
-    output_uri: Optional[str] = typer.Option(  # noqa: UP045
+    output_uri: str | None = typer.Option(
         None,
         "--output",
         "-o",
         help="Batch: where to write the predictions (.parquet or .csv, local or s3://).",
         show_default=False,
     ),
-    url: Optional[str] = typer.Option(  # noqa: UP045
+    url: str | None = typer.Option(
         None,
         "--url",
         help="Send the orders to a running `eta serve` (e.g. http://localhost:9696) "
         "instead of predicting in-process.",
         show_default=False,
     ),
-    model: Optional[str] = typer.Option(  # noqa: UP045
-        None,
-        "--model",
-        "-m",
-        help="In-process model: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a "
-        "local folder. Default: models:/<model_name>@champion.",
-        show_default=False,
+    model: str | None = options.model(
+        "In-process model: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a "
+        "local folder. Default: models:/<model_name>@champion."
     ),
-    engine: str = typer.Option(
-        "local",
-        "--engine",
-        help=dask_engine.ENGINE_HELP + " dask: batch only; --input a folder or s3:// prefix, "
-        "one Parquet file per input file under --output, same layout.",
+    engine: str = options.engine(
+        "dask: batch only; --input a folder or s3:// prefix, "
+        "one Parquet file per input file under --output, same layout."
     ),
-    scheduler: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--scheduler", help=dask_engine.SCHEDULER_HELP, show_default=False
-    ),
+    scheduler: str | None = options.scheduler(),
     output_format: str = typer.Option(
         "auto",
         "--format",
@@ -99,8 +93,39 @@ def predict_command(
         help="With --url: wait up to this many seconds for the server to be ready.",
     ),
 ) -> None:
-    from eta_cli import predict
+    """Predict JSON orders (printed) or a whole file (written), in-process or remotely."""
+    _check_options(json_path, input_uri, output_uri, url, model, output_format)
+    settings = settings_from(ctx)
+    if dask_engine.check_engine(engine, scheduler) == "dask":
+        _run_dask_batch(
+            settings,
+            engine,
+            scheduler,
+            input_uri,
+            output_uri,
+            model,
+            url,
+            chunk_rows,
+            output_format,
+        )
+        return
+    if json_path is not None:
+        _predict_json(settings, json_path, url, model, wait, output_format)
+        return
+    predictor = _predictor(settings, url, model, wait)
+    summary = _run_batch(settings, predictor, input_uri, output_uri, chunk_rows)  # type: ignore[arg-type]
+    _print_batch_summary(summary, output_format)
 
+
+def _check_options(
+    json_path: str | None,
+    input_uri: str | None,
+    output_uri: str | None,
+    url: str | None,
+    model: str | None,
+    output_format: str,
+) -> None:
+    """Refuse option combinations that cannot work, before anything is read or loaded."""
     if (json_path is None) == (input_uri is None):
         raise EtaError("give either --json FILE or --input FILE --output FILE")
     if input_uri is not None and output_uri is None:
@@ -109,67 +134,57 @@ def predict_command(
         raise EtaError("--url and --model exclude each other: the server chooses its model")
     if output_format not in ("auto", "table", "json"):
         raise EtaError(f"--format {output_format!r}: use table, json or auto")
-    settings = settings_from(ctx)
-    if dask_engine.check_engine(engine, scheduler) == "dask" and (json_path is not None or url):
-        from eta_cli.predict.dask import FILES_ONLY
 
-        raise EtaError(FILES_ONLY)
 
-    orders: list[Any] = []
-    if json_path is not None:
-        orders = predict.read_orders_json(json_path)  # read before loading any model
-    predictor: predict.Predictor
+def _wants_json(output_format: str) -> bool:
+    """JSON when asked for, or by default when stdout is not a terminal (pipes, files)."""
+    return output_format == "json" or (output_format == "auto" and not is_terminal())
+
+
+def _predictor(settings: Any, url: str | None, model: str | None, wait: float) -> Any:
+    """The remote server (``--url``, optionally waited for) or the in-process model."""
+    from eta_cli import predict
+
     if url:
-        predictor = predict.RemotePredictor(url, max_batch=settings.max_batch_orders)
+        remote = predict.RemotePredictor(url, max_batch=settings.max_batch_orders)
         if wait:
-            predictor.wait_ready(wait)
-    elif json_path is not None or dask_engine.check_engine(engine, scheduler) == "local":
-        predictor = predict.LocalPredictor.from_settings(settings, model)
+            remote.wait_ready(wait)
+        return remote
+    return predict.LocalPredictor.from_settings(settings, model)
+
+
+def _predict_json(
+    settings: Any,
+    json_path: str,
+    url: str | None,
+    model: str | None,
+    wait: float,
+    output_format: str,
+) -> None:
+    """Predict the orders of a JSON file; exit 1 when any order was invalid."""
+    from eta_cli import predict
+
+    orders = predict.read_orders_json(json_path)  # read before loading any model
+    predictor = _predictor(settings, url, model, wait)
+    outcomes = predictor.predict(orders)
+    if _wants_json(output_format):
+        print_json(
+            {
+                "model_name": predictor.model_name,
+                "model_version": predictor.model_version,
+                "predictions": [o.to_dict() for o in outcomes],
+            }
+        )
     else:
-        predictor = model  # type: ignore[assignment]  # the Dask engine loads it
+        _print_table(outcomes, predictor)
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)
 
-    if json_path is not None:
-        outcomes = predictor.predict(orders)
-        as_table = output_format == "table" or (output_format == "auto" and is_terminal())
-        if as_table:
-            _print_table(outcomes, predictor)
-        else:
-            print_json(
-                {
-                    "model_name": predictor.model_name,
-                    "model_version": predictor.model_version,
-                    "predictions": [o.to_dict() for o in outcomes],
-                }
-            )
-        if not all(o.ok for o in outcomes):
-            raise typer.Exit(1)
-        return
 
-    from eta_cli.predict.batch import predict_files
-
-    with progress_display() as report:
-        summary = predict_files(
-            settings,
-            input_uri,  # type: ignore[arg-type]
-            output_uri,  # type: ignore[arg-type]
-            model=predictor,
-            chunk_rows=chunk_rows,
-            engine=engine,
-            scheduler=scheduler,
-            progress=report,
-        )
-    if output_format == "json" or (output_format == "auto" and not is_terminal()):
+def _print_batch_summary(summary: Any, output_format: str) -> None:
+    """One line for the written file, plus missing columns and example rejections."""
+    if _wants_json(output_format):
         print_json(summary.to_dict())
-        return
-    if summary.engine == "dask":
-        console.print(
-            f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} "
-            f"rows, {summary.predicted} predicted, {summary.rejected} rejected (model "
-            f"{summary.model_name or 'local'} v{summary.model_version or '-'}, "
-            f"{summary.seconds:.1f} s)"
-        )
-        for example in summary.reject_examples:
-            console.print(f"[yellow]rejected[/] {example}")
         return
     console.print(
         f"[green]wrote[/] {summary.output}: {summary.rows} rows, {summary.predicted} predicted, "
@@ -184,6 +199,77 @@ def predict_command(
         )
     for example in summary.reject_examples:
         console.print(f"[yellow]rejected[/] {example}")
+
+
+def _run_dask_batch(
+    settings: Any,
+    engine: str,
+    scheduler: str | None,
+    input_uri: str | None,
+    output_uri: str | None,
+    model: str | None,
+    url: str | None,
+    chunk_rows: int,
+    output_format: str,
+) -> None:
+    from eta_cli.predict import dask as dask_predict
+
+    if input_uri is None or output_uri is None or url:
+        raise EtaError(
+            "--engine dask scores files: give --input DIR|s3://... --output DIR|s3://..."
+        )
+    job = dask_predict.plan(settings, input_uri, output_uri, model)  # before any cluster
+    with (
+        progress_display() as report,
+        dask_engine.engine_client(engine, scheduler, report) as client,
+    ):
+        summary = dask_predict.predict_dataset(
+            settings,
+            client,
+            input_uri,
+            output_uri,
+            chunk_rows=chunk_rows,
+            progress=report,
+            job=job,
+        )
+    if _wants_json(output_format):
+        print_json(summary.to_dict())
+        return
+    console.print(
+        f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} rows, "
+        f"{summary.predicted} predicted, {summary.rejected} rejected (model "
+        f"{summary.model_name or 'local'} v{summary.model_version or '-'}, {summary.seconds:.1f} s)"
+    )
+    for example in summary.reject_examples:
+        console.print(f"[yellow]rejected[/] {example}")
+
+
+def _run_batch(settings: Any, predictor: Any, input_uri: str, output_uri: str, chunk_rows: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from eta_cli import predict
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("predicting", total=None)
+
+        def on_progress(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return predict.predict_file(
+            settings,
+            predictor,
+            input_uri,
+            output_uri,
+            chunk_rows=chunk_rows,
+            on_progress=on_progress,
+        )
 
 
 def _print_table(outcomes: list[Any], predictor: Any) -> None:
