@@ -25,7 +25,7 @@ from helpers_model import log_and_register, tiny_model
 from eta_cli import doctor
 from eta_cli.cli import main
 from eta_cli.config import Settings, load_settings
-from eta_cli.monitor import database as monitoring
+from eta_cli.monitor import database
 
 NAMES = [name for name, _ in doctor.CHECKS]
 STATUSES = {"pass", "fail", "n/a", "not run"}
@@ -68,8 +68,8 @@ def statuses(payload: dict) -> dict[str, str]:
 
 def create_monitoring_schema(settings: Settings) -> None:
     """What ``eta serve`` / ``eta drift-report`` do on first use."""
-    engine = monitoring.engine_for(settings)
-    monitoring.ensure_schema(engine)
+    engine = database.engine_for(settings)
+    database.ensure_schema(engine)
     engine.dispose()
 
 
@@ -398,9 +398,9 @@ def test_hung_mlflow_server_is_time_bounded(monkeypatch, capsys) -> None:
 )
 def test_monitoring_schema_not_current(settings, capsys, version, expected) -> None:
     create_monitoring_schema(settings)
-    engine = monitoring.engine_for(settings)
+    engine = database.engine_for(settings)
     with engine.begin() as conn:
-        conn.execute(sa.update(monitoring.schema_version).values(version=version))
+        conn.execute(sa.update(database.schema_version).values(version=version))
     engine.dispose()
     code, payload = run_doctor(capsys, "--fix")  # --fix never alters an existing schema
     assert code == 1
@@ -411,8 +411,8 @@ def test_monitoring_schema_not_current(settings, capsys, version, expected) -> N
 
 def test_monitoring_table_missing(settings, capsys) -> None:
     create_monitoring_schema(settings)
-    engine = monitoring.engine_for(settings)
-    monitoring.drift_columns.drop(engine)
+    engine = database.engine_for(settings)
+    database.drift_columns.drop(engine)
     engine.dispose()
     code, payload = run_doctor(capsys)
     found = checks(payload)["monitoring_db"]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from helpers_model import fake_loaded, sample_orders
 
 from eta_cli import validation
-from eta_cli.monitor import database as monitoring
+from eta_cli.monitor import database
 from eta_cli.serve import ModelProvider, create_app
 from eta_cli.serve.prediction_log import LogEntry, PredictionLog
 
@@ -37,7 +37,7 @@ def rows(url: str) -> list[dict]:
     try:
         with engine.connect() as conn:
             result = conn.execute(
-                sa.select(monitoring.predictions).order_by(monitoring.predictions.c.id)
+                sa.select(database.predictions).order_by(database.predictions.c.id)
             )
             return [dict(r._mapping) for r in result]
     finally:

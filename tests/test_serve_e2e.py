@@ -19,7 +19,7 @@ from conftest import free_port, wait_for_port
 from helpers_model import ServerThread, fake_loaded, log_and_register, sample_orders, tiny_model
 
 from eta_cli import validation
-from eta_cli.monitor import database as monitoring
+from eta_cli.monitor import database
 from eta_cli.predict import format_predictions
 from eta_cli.serve import ModelProvider, create_app
 from eta_cli.serve.prediction_log import PredictionLog
@@ -180,7 +180,7 @@ def test_eta_serve_process_serves_and_flushes_the_log_on_sigterm(tmp_path, setti
     assert any(line.get("event") == "stopped" for line in lines)
     engine = sa.create_engine(settings.effective_database_url)
     with engine.connect() as conn:
-        count = conn.execute(sa.select(sa.func.count()).select_from(monitoring.predictions))
+        count = conn.execute(sa.select(sa.func.count()).select_from(database.predictions))
         assert count.scalar() == 40  # all written, though the flush interval had not passed
     engine.dispose()
 

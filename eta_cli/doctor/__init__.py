@@ -780,27 +780,27 @@ def _check_model(settings: Settings, state: _State) -> _Verdict:
 def _check_monitoring(settings: Settings, fix: bool) -> _Verdict:
     import sqlalchemy as sa
 
-    from eta_cli.monitor import database as monitoring
+    from eta_cli.monitor import database
 
     url = settings.effective_database_url
     shown = redact_url(url)
     env = _env_name("database_url")
     subject = f"monitoring database {shown}"
     try:
-        engine = monitoring.make_engine(url)
+        engine = database.make_engine(url)
     except Exception as exc:
         raise _Failed(f"{subject} is not a usable URL: {first_line(exc)}", f"fix {env}") from exc
     try:
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
-            version = monitoring.current_schema_version(engine)
+            version = database.current_schema_version(engine)
             inspector = sa.inspect(engine)
-            missing = [t for t in monitoring.metadata.tables if not inspector.has_table(t)]
+            missing = [t for t in database.metadata.tables if not inspector.has_table(t)]
         except sa.exc.SQLAlchemyError as exc:
             reason = first_line(exc)
             raise _Failed(f"cannot connect to {subject}: {reason}", _db_hint(reason, env)) from exc
-        target = monitoring.SCHEMA_VERSION
+        target = database.SCHEMA_VERSION
         if version is not None and version < target:
             raise _Failed(
                 f"{subject} has schema v{version}, older than this eta's v{target}",
@@ -820,7 +820,7 @@ def _check_monitoring(settings: Settings, fix: bool) -> _Verdict:
                     "created on first use by `eta serve` / `eta drift-report`; "
                     "`eta doctor --fix` creates it now",
                 )
-            monitoring.ensure_schema(engine)
+            database.ensure_schema(engine)
             return _Verdict(PASS, f"{subject}: had {what}; created schema v{target} (--fix)")
         return _Verdict(PASS, f"{subject}, schema v{version}")
     finally:

@@ -306,13 +306,13 @@ class PredictionLog:
                 self._cond.notify_all()
 
     def _insert(self, entries: list[LogEntry]) -> None:
-        from eta_cli.monitor import database as monitoring
+        from eta_cli.monitor import database
 
         if self._engine is None:
-            factory = self._engine_factory or monitoring.make_engine
+            factory = self._engine_factory or database.make_engine
             engine = factory(self.database_url)
             try:
-                monitoring.ensure_schema(engine)
+                database.ensure_schema(engine)
             except Exception:
                 engine.dispose()
                 raise
@@ -334,7 +334,7 @@ class PredictionLog:
                         cursor.close()
                 else:  # any other database: SQLAlchemy's own conversions
                     rows_dicts = [r for e in entries for r in entry_rows(e)]
-                    conn.execute(monitoring.predictions.insert(), rows_dicts)
+                    conn.execute(database.predictions.insert(), rows_dicts)
         except Exception:
             # Rebuild the engine next time: the database may have moved or restarted.
             self._engine.dispose()
@@ -345,11 +345,11 @@ class PredictionLog:
     def _sql(placeholder: str | None) -> str:
         """INSERT for the driver: ``?`` placeholders (sqlite3), or one ``%s`` for the whole
         VALUES list (psycopg2's execute_values)."""
-        from eta_cli.monitor import database as monitoring
+        from eta_cli.monitor import database
 
         columns = ", ".join(ROW_COLUMNS)
         values = "%s" if placeholder is None else f"({', '.join(placeholder for _ in ROW_COLUMNS)})"
-        return f"INSERT INTO {monitoring.predictions.name} ({columns}) VALUES {values}"
+        return f"INSERT INTO {database.predictions.name} ({columns}) VALUES {values}"
 
     def _report(self, exc: BaseException, rows: int) -> None:
         now = time.monotonic()
