@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from eta_cli.config import Settings, redact_url
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
+    import requests
     from mlflow import MlflowClient
+    from mlflow.entities import Experiment
 
 # Short limits for checks: a dead server must fail in seconds.
 PROBE_TIMEOUT_S = 5
@@ -30,17 +32,6 @@ FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TI
 
 class TrackingError(EtaError):
     """MLflow (tracking store, registry or artifact store) is unreachable or misconfigured."""
-
-
-def _reason(exc: BaseException) -> str:
-    """The first meaningful line of an exception, for a one-line message."""
-    orig = getattr(exc, "orig", None)  # sqlalchemy wraps the driver's error
-    text = str(orig if orig is not None else exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line[:300]
-    return type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -66,16 +57,42 @@ QUIET_ENV = {
 }
 
 
+# Libraries whose INFO logs and warnings are MLflow's chatter, not eta's output.
+CHATTY_LIBRARIES = ("mlflow", "alembic", "optuna")
+
+
+def quiet_mlflow(debug: bool = False) -> None:
+    """Keep MLflow's own output out of a command's: once per process, before MLflow is used.
+
+    Sets MLflow's log level (read when mlflow is first imported) and its artifact progress
+    bars off unless the user set them, turns the ``mlflow``, ``alembic`` and ``optuna``
+    loggers down to errors, and ignores the warnings raised from inside those libraries.
+    Warnings of every other library, and eta's own, still show. ``debug`` (the ``debug``
+    setting, ``ETA_DEBUG``) keeps everything.
+    """
+    import logging
+    import warnings
+
+    if debug:
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
+
+
 @contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
+def quiet_stdout(debug: bool = False) -> Iterator[None]:
     """Within the block MLflow prints nothing of its own: stdout stays ours (``--json``).
 
     Silences the run-URL lines, artifact progress bars and MLflow's INFO/WARNING log
-    chatter (errors still show); restores everything afterwards. ``ETA_DEBUG=1`` keeps it.
+    chatter (errors still show); restores everything afterwards. ``debug`` (the ``debug``
+    setting, ``ETA_DEBUG``) keeps it.
     """
     import logging
 
-    if os.environ.get("ETA_DEBUG"):
+    if debug:
         yield
         return
     saved = {name: os.environ.get(name) for name in QUIET_ENV}
@@ -94,8 +111,9 @@ def quiet_stdout() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    rest = uri[len("sqlite://") :]
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` URI; None for an in-memory database."""
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
     if rest in ("", "/", "/:memory:"):
         return None
     return Path(unquote(rest[1:] if rest.startswith("/") else rest))
@@ -105,7 +123,7 @@ def _probe_sql(uri: str, role: str, create_home: Path | None) -> None:
     """Open one connection with a short timeout; a clear error instead of MLflow's retries."""
     shown = redact_url(uri)
     if uri.startswith("sqlite:"):
-        path = _sqlite_path(uri)
+        path = sqlite_path(uri)
         if path is None:
             return
         if create_home is not None:
@@ -124,17 +142,25 @@ def _probe_sql(uri: str, role: str, create_home: Path | None) -> None:
     try:
         engine = sqlalchemy.create_engine(uri, connect_args=connect_args, poolclass=None)
     except Exception as exc:  # bad URL, missing driver
-        raise TrackingError(f"MLflow {role} {shown} is not a usable URI: {_reason(exc)}") from exc
+        raise TrackingError(
+            f"MLflow {role} {shown} is not a usable URI: {first_line(exc)}"
+        ) from exc
     try:
         with engine.connect():
             pass
     except Exception as exc:
-        raise TrackingError(f"cannot connect to MLflow {role} {shown}: {_reason(exc)}") from exc
+        raise TrackingError(f"cannot connect to MLflow {role} {shown}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
 
 
-def _probe_http(uri: str, role: str) -> None:
+def probe_http(uri: str, role: str) -> requests.Response:
+    """GET ``<uri>/health`` of an MLflow server within :data:`PROBE_TIMEOUT_S`.
+
+    Returns the answer (doctor also wants it to be exactly 200); raises
+    :class:`TrackingError` when the server cannot be reached or answers 5xx. The
+    ``requests`` exception stays the error's ``__cause__``, for hints.
+    """
     import requests
 
     shown = redact_url(uri)
@@ -150,11 +176,12 @@ def _probe_http(uri: str, role: str) -> None:
             "(is `mlflow server` running there?)"
         ) from exc
     except requests.exceptions.RequestException as exc:
-        raise TrackingError(f"cannot connect to MLflow {role} {shown}: {_reason(exc)}") from exc
+        raise TrackingError(f"cannot connect to MLflow {role} {shown}: {first_line(exc)}") from exc
     if response.status_code >= 500:
         raise TrackingError(
             f"MLflow {role} {shown} answered HTTP {response.status_code} on /health"
         )
+    return response
 
 
 def probe(uri: str, role: str = "tracking store") -> None:
@@ -165,7 +192,7 @@ def probe(uri: str, role: str = "tracking store") -> None:
 def _probe(uri: str, role: str, create_home: Path | None) -> None:
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("http", "https"):
-        _probe_http(uri, role)
+        probe_http(uri, role)
     elif scheme.startswith(("sqlite", "postgresql", "mysql", "mssql")):
         _probe_sql(uri, role, create_home)
     elif scheme in ("", "file"):
@@ -181,31 +208,34 @@ def _probe(uri: str, role: str, create_home: Path | None) -> None:
         )
 
 
-def _check_artifact_store(settings: Settings, location: str) -> None:
+def probe_s3_config() -> Any:
+    """botocore settings for probes: short timeouts, no retries for minutes."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=PROBE_TIMEOUT_S,
+        read_timeout=PROBE_TIMEOUT_S,
+        retries={"max_attempts": 1},
+    )
+
+
+def prepare_default_artifact_folder(settings: Settings, location: str) -> None:
+    """Create the embedded default's artifact folder (under ETA_HOME), as MLflow will not."""
+    if location.startswith("file:") and not settings.artifact_location:
+        Path(unquote(urlsplit(location).path)).mkdir(parents=True, exist_ok=True)
+
+
+def check_artifact_store(settings: Settings, location: str) -> None:
     """An s3:// artifact location must name an existing bucket we can reach."""
     if not location.startswith("s3://"):
-        if location.startswith("file:") and settings.artifact_location == "":
-            Path(unquote(urlsplit(location).path)).mkdir(parents=True, exist_ok=True)
+        prepare_default_artifact_folder(settings, location)
         return
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from eta_cli.storage import parse_s3
+    from eta_cli.storage import parse_s3, s3_client
 
     bucket = parse_s3(location).bucket
-    session = boto3.session.Session(
-        profile_name=settings.aws_profile or None, region_name=settings.aws_region or None
-    )
-    client = session.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url or None,
-        config=Config(
-            connect_timeout=PROBE_TIMEOUT_S,
-            read_timeout=PROBE_TIMEOUT_S,
-            retries={"max_attempts": 1},
-        ),
-    )
+    client = s3_client(settings, config=probe_s3_config())
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
@@ -219,7 +249,7 @@ def _check_artifact_store(settings: Settings, location: str) -> None:
     except BotoCoreError as exc:
         raise TrackingError(
             f"MLflow artifact location {location}: cannot reach S3 "
-            f"({settings.s3_endpoint_url or 'AWS'}): {_reason(exc)}"
+            f"({settings.s3_endpoint_url or 'AWS'}): {first_line(exc)}"
         ) from exc
 
 
@@ -271,28 +301,40 @@ def configure(settings: Settings, experiment_name: str | None = None) -> MlflowC
     with fast_http():
         try:
             client = client_for(settings)
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                location = settings.effective_artifact_location or None
-                if location and location.startswith("file:") and not settings.artifact_location:
-                    Path(unquote(urlsplit(location).path)).mkdir(parents=True, exist_ok=True)
-                try:
-                    client.create_experiment(name, artifact_location=location)
-                except Exception:
-                    # Another process may have created it in between.
-                    if client.get_experiment_by_name(name) is None:
-                        raise
-                experiment = client.get_experiment_by_name(name)
-            elif experiment.lifecycle_stage == "deleted":
+            experiment, _ = ensure_experiment(client, settings, name)
+            if experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment.experiment_id)
         except TrackingError:
             raise
         except Exception as exc:
             raise TrackingError(
-                f"MLflow tracking store {redact_url(tracking_uri)} failed: {_reason(exc)}"
+                f"MLflow tracking store {redact_url(tracking_uri)} failed: {first_line(exc)}"
             ) from exc
-    _check_artifact_store(settings, experiment.artifact_location or "")
+    check_artifact_store(settings, experiment.artifact_location or "")
     return client
+
+
+def ensure_experiment(
+    client: MlflowClient, settings: Settings, name: str | None = None
+) -> tuple[Experiment, bool]:
+    """The experiment, created (with the configured artifact location) when missing.
+
+    Returns it and whether it was created now; a deleted experiment is returned as it
+    is (:func:`configure` restores it, doctor only reports it).
+    """
+    name = name or settings.experiment_name
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment, False
+    location = settings.effective_artifact_location or None
+    if location:
+        prepare_default_artifact_folder(settings, location)
+    try:
+        client.create_experiment(name, artifact_location=location)
+    except Exception:
+        if client.get_experiment_by_name(name) is None:  # not just created concurrently
+            raise
+    return client.get_experiment_by_name(name), True
 
 
 def experiment_id(client: MlflowClient, settings: Settings, name: str | None = None) -> str:

@@ -438,14 +438,14 @@ def test_disk_threshold(settings, capsys) -> None:
 
 
 def test_check_deadline_and_unexpected_errors() -> None:
-    verdict, seconds = doctor._run_bounded(lambda: time.sleep(5), 0.2)
+    verdict, seconds = doctor.run_bounded(lambda: time.sleep(5), 0.2)
     assert verdict.status == "fail" and verdict.detail == "did not finish within 0.2 s"
     assert seconds < 2
 
-    def broken() -> doctor._Verdict:
+    def broken() -> doctor.Verdict:
         raise KeyError("surprise")
 
-    verdict, _ = doctor._run_bounded(broken, 5)
+    verdict, _ = doctor.run_bounded(broken, 5)
     assert verdict.status == "fail"
     assert verdict.detail == "unexpected KeyError: 'surprise'"
 

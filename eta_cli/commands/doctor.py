@@ -46,14 +46,14 @@ def doctor_command(
         "the model). Network probes time out after 5 s on their own.",
     ),
 ) -> None:
-    from eta_cli import doctor
-    from eta_cli.commands.train import quiet_mlflow
+    """Run every check and print one row each; exit 1 when any failed or could not run."""
+    from eta_cli import doctor, tracking
 
-    quiet_mlflow()
     loaded: dict[str, Any] = {}
 
     def load() -> Any:
         loaded["settings"] = settings_from(ctx)
+        tracking.quiet_mlflow(loaded["settings"].debug)  # before any check imports MLflow
         return loaded["settings"]
 
     results = doctor.run_checks(load, min_free_gib=min_free_gib, fix=fix, timeout_s=timeout)

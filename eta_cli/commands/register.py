@@ -37,13 +37,12 @@ def register_command(
     as_json: bool = options.json_output(),
 ) -> None:
     """Register a model version and move the aliases."""
-    from eta_cli import registry
-    from eta_cli.commands.train import quiet_mlflow
+    from eta_cli import registry, tracking
 
-    quiet_mlflow()
     if sum([bool(promote), list_, bool(run_id or force)]) > 1:
         raise EtaError("use only one of --promote VERSION, --list, or --run-id/--force")
     settings = settings_from(ctx, experiment_name=experiment)
+    tracking.quiet_mlflow(settings.debug)
     if list_:
         rows = registry.list_versions(settings)
         if as_json:
