@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eta_cli import promotion
 from eta_cli.config import Settings, redact_url
 from eta_cli.errors import EtaError, first_line
+from eta_cli.promotion import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
 
     from eta_cli.model import EtaModel
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"  # name of the logged pyfunc model in the training run
 REFERENCE_ARTIFACT = "reference/orders.parquet"
 TEST_ARTIFACT = "evaluation/test_orders.parquet"
@@ -240,6 +240,11 @@ def _local_model_dir(path: Path) -> Path | None:
     return None
 
 
+def _test_metrics(run: Any) -> dict[str, float]:
+    """A training run's metrics on its test split (``test_mae``, ``test_coverage``, ...)."""
+    return {k: float(v) for k, v in run.data.metrics.items() if k.startswith("test_")}
+
+
 def _metrics_of(model: EtaModel) -> dict[str, float]:
     raw = model.metadata.get("metrics") or {}
     out = {}
@@ -294,7 +299,7 @@ def load_model(settings: Settings, model_uri: str | None = None) -> LoadedModel:
     resolved = _resolve(client, settings, uri)
     with (
         tracking.fast_http(),
-        tracking.quiet_stdout(),
+        tracking.quiet_stdout(settings.debug),
         tempfile.TemporaryDirectory(prefix="eta-model-") as tmp,
     ):
         try:
@@ -308,8 +313,7 @@ def load_model(settings: Settings, model_uri: str | None = None) -> LoadedModel:
         model = _load_eta_model(directory, uri)
     metrics = _metrics_of(model)
     if not metrics and resolved.run_id:
-        run_metrics = client.get_run(resolved.run_id).data.metrics
-        metrics = {k: float(v) for k, v in run_metrics.items() if k.startswith("test_")}
+        metrics = _test_metrics(client.get_run(resolved.run_id))
     return LoadedModel(
         model=model,
         name=resolved.name,
@@ -354,14 +358,17 @@ def resolve_version(settings: Settings, name: str, alias: str) -> str | None:
             ) from exc
 
 
-def _run_artifact_frame(client: MlflowClient, run_id: str, path: str, what: str) -> pd.DataFrame:
+def run_artifact_frame(
+    client: MlflowClient, run_id: str, path: str, what: str, *, debug: bool = False
+) -> pd.DataFrame:
+    """A Parquet artifact of a training run (reference sample, test split) as a frame."""
     import pandas as pd
 
     from eta_cli import tracking
 
     with (
         tracking.fast_http(),
-        tracking.quiet_stdout(),
+        tracking.quiet_stdout(debug),
         tempfile.TemporaryDirectory(prefix="eta-artifact-") as tmp,
     ):
         try:
@@ -389,7 +396,9 @@ def reference_sample(settings: Settings, model_uri: str | None = None) -> pd.Dat
         run_id = _resolve(client, settings, uri).run_id
     if not run_id:
         raise ModelNotFoundError(f"model {uri} has no training run, so no reference sample")
-    return _run_artifact_frame(client, run_id, REFERENCE_ARTIFACT, "reference sample")
+    return run_artifact_frame(
+        client, run_id, REFERENCE_ARTIFACT, "reference sample", debug=settings.debug
+    )
 
 
 # ---------------------------------------------------------------- registration
@@ -465,16 +474,6 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
             client.get_registered_model(name)  # created concurrently
 
 
-def _score_mae(model: EtaModel, orders: pd.DataFrame) -> float:
-    import numpy as np
-
-    from eta_cli import schema
-
-    predicted = model.predict_frame(orders)["eta_p50_s"].to_numpy()
-    actual = orders[schema.TARGET].to_numpy(dtype=float)
-    return float(np.mean(np.abs(predicted - actual)))
-
-
 def _set_version_tags(client: MlflowClient, name: str, version: str, tags: dict[str, Any]) -> None:
     for key, value in tags.items():
         if value is not None:
@@ -483,7 +482,6 @@ def _set_version_tags(client: MlflowClient, name: str, version: str, tags: dict[
 
 def _create_version(client: MlflowClient, name: str, run: Any) -> Any:
     run_id = run.info.run_id
-    root_source: str
     model_id = run.data.tags.get(TAG_MODEL_ID)
     root_source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/{MODEL_ARTIFACT}"
     _ensure_registered_model(client, name)
@@ -516,35 +514,22 @@ def register(settings: Settings, run_id: str | None = None, force: bool = False)
             f"run {run_id} is not an `eta train` run (tag {TAG_RUN_TYPE}="
             f"{run.data.tags.get(TAG_RUN_TYPE)!r}); pass the parent training run's id"
         )
-    run_metrics = {k: float(v) for k, v in run.data.metrics.items() if k.startswith("test_")}
+    run_metrics = _test_metrics(run)
 
     existing = (
         [v for v in client.search_model_versions(f"name = '{name}'") if v.run_id == run_id]
         if _model_exists(client, name)
         else []
     )
-    aliases = _aliases_by_version(client, name)
     if existing:
         version = str(max(int(v.version) for v in existing))
-        if force and CHAMPION not in aliases.get(version, []):
-            return _move_champion(client, name, version, run_id, "forced (--force)", run_metrics)
-        return RegisterResult(
-            name=name,
-            version=version,
-            run_id=run_id,
-            action="unchanged",
-            aliases=sorted(aliases.get(version, [])),
-            reason=f"run {run_id} is already registered as version {version}",
-            metrics=run_metrics,
-        )
+        return _already_registered(client, name, version, run_id, force, run_metrics)
 
     champion = _champion_version(client, name)
     candidate_loaded = load_model(settings, f"runs:/{run_id}/{MODEL_ARTIFACT}")
-    decision, reason, cand_mae, champ_mae, rows = _gate(
-        client, settings, run_id, candidate_loaded.model, champion, force
-    )
+    gate = _gate(client, settings, run_id, candidate_loaded.model, champion, force)
 
-    with tracking.quiet_stdout():
+    with tracking.quiet_stdout(settings.debug):
         mv = _create_version(client, name, run)
     version = str(mv.version)
     _set_version_tags(
@@ -552,25 +537,41 @@ def register(settings: Settings, run_id: str | None = None, force: bool = False)
         name,
         version,
         {
-            TAG_DECISION: decision,
-            TAG_REASON: reason,
+            TAG_DECISION: gate.alias,
+            TAG_REASON: gate.reason,
             **{f"eta.{k}": f"{v:.6g}" for k, v in run_metrics.items() if k in VERSION_METRICS},
         },
     )
-    client.set_registered_model_alias(name, decision, version)
+    client.set_registered_model_alias(name, gate.alias, version)
     return RegisterResult(
         name=name,
         version=version,
         run_id=run_id,
-        action=decision,
+        action=gate.alias,
         aliases=sorted(_aliases_by_version(client, name).get(version, [])),
-        reason=reason,
-        candidate_mae=cand_mae,
+        reason=gate.reason,
+        candidate_mae=gate.candidate_mae,
         champion_version=str(champion.version) if champion else None,
-        champion_mae=champ_mae,
-        compared_rows=rows,
+        champion_mae=gate.champion_mae,
+        compared_rows=gate.compared_rows,
         metrics=run_metrics,
     )
+
+
+def _already_registered(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    run_id: str,
+    force: bool,
+    metrics: dict[str, float],
+) -> RegisterResult:
+    """A run registers once: nothing changes, unless ``force`` makes its version champion."""
+    aliases = sorted(_aliases_by_version(client, name).get(version, []))
+    if force and CHAMPION not in aliases:
+        return _move_champion(client, name, version, run_id, "forced (--force)", metrics)
+    reason = f"run {run_id} is already registered as version {version}"
+    return RegisterResult(name, version, run_id, "unchanged", aliases, reason, metrics=metrics)
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:
@@ -605,53 +606,20 @@ def _gate(
     candidate: EtaModel,
     champion: Any,
     force: bool,
-) -> tuple[str, str, float | None, float | None, int | None]:
-    """(decision, reason, candidate MAE, champion MAE, rows compared)."""
+) -> promotion.GateDecision:
+    """Re-score the candidate and the current champion on the candidate run's test orders."""
     if champion is None:
-        return CHAMPION, "first registration: no champion yet", None, None, None
-    orders = _run_artifact_frame(client, run_id, TEST_ARTIFACT, "test split")
-    cand_mae = _score_mae(candidate, orders)
-    margin = settings.promotion_margin
+        return promotion.first_registration()
+    orders = run_artifact_frame(client, run_id, TEST_ARTIFACT, "test split", debug=settings.debug)
+    candidate_mae = promotion.score_mae(candidate, orders)
+    version = str(champion.version)
     try:
-        champ = load_model(settings, f"models:/{settings.model_name}/{champion.version}")
+        champ = load_model(settings, f"models:/{settings.model_name}/{version}")
     except ModelNotFoundError as exc:
-        return (
-            CHAMPION,
-            f"champion v{champion.version} cannot be loaded by this eta version ({exc}); replaced",
-            cand_mae,
-            None,
-            len(orders),
-        )
-    champ_mae = _score_mae(champ.model, orders)
-    needed = champ_mae * (1.0 - margin)
-    summary = (
-        f"on the candidate run's {len(orders)} test orders: candidate MAE {cand_mae:.1f} s, "
-        f"champion v{champion.version} MAE {champ_mae:.1f} s"
-    )
-    if cand_mae <= needed and cand_mae < champ_mae:
-        return (
-            CHAMPION,
-            f"beats champion by {100 * (1 - cand_mae / champ_mae):.2f} % "
-            f"(margin {100 * margin:g} %) {summary}",
-            cand_mae,
-            champ_mae,
-            len(orders),
-        )
-    if force:
-        return (
-            CHAMPION,
-            f"forced (--force) although it does not beat the champion {summary}",
-            cand_mae,
-            champ_mae,
-            len(orders),
-        )
-    return (
-        CHALLENGER,
-        f"does not beat champion by the {100 * margin:g} % margin (needs MAE <= {needed:.1f} s) "
-        f"{summary}",
-        cand_mae,
-        champ_mae,
-        len(orders),
+        return promotion.unloadable_champion(version, exc, candidate_mae, len(orders))
+    champion_mae = promotion.score_mae(champ.model, orders)
+    return promotion.decide(
+        candidate_mae, champion_mae, version, len(orders), settings.promotion_margin, force
     )
 
 
@@ -702,14 +670,8 @@ def promote(settings: Settings, version: str) -> RegisterResult:
         ) from exc
     metrics = {}
     if mv.run_id:
-        try:
-            metrics = {
-                k: float(v)
-                for k, v in client.get_run(mv.run_id).data.metrics.items()
-                if k.startswith("test_")
-            }
-        except MlflowException:
-            metrics = {}
+        with contextlib.suppress(MlflowException):
+            metrics = _test_metrics(client.get_run(mv.run_id))
     return _move_champion(
         client, name, str(mv.version), mv.run_id, f"promoted manually to v{mv.version}", metrics
     )

@@ -85,7 +85,7 @@ def test_champion_challenger_lifecycle(tmp_path, capsys) -> None:
     assert "margin" in tags["eta.gate_reason"]
 
     # The champion's MAE in the reason is the champion re-scored on the candidate's test orders.
-    test_orders = registry._run_artifact_frame(
+    test_orders = registry.run_artifact_frame(
         client, worse["run_id"], registry.TEST_ARTIFACT, "test split"
     )
     champion = registry.load_model(settings)
