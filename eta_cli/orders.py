@@ -116,22 +116,23 @@ ORDER_ID_ALLOWED = (
 )
 
 
+_TYPE_NAMES = (
+    (bool, "boolean"),  # before int: a bool is an int to isinstance
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (Mapping, "object"),
+    (list | tuple, "array"),
+)
+
+
 def type_name(value: Any) -> str:
     """The JSON name of a value's type, as error messages say it."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
+    for kind, name in _TYPE_NAMES:
+        if isinstance(value, kind):
+            return name
     return type(value).__name__
 
 
@@ -532,7 +533,6 @@ def check_batch(batch: pa.RecordBatch) -> CheckedOrders:
 # --- columns for ingest: values with present and invalid masks ---------------------
 
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_NUMBER = NUMBER_PATTERN
 
 
 def text_key(text: str) -> int:
@@ -604,7 +604,7 @@ def parse_numbers(arr: pa.Array, integral: bool) -> tuple[np.ndarray, np.ndarray
         except pa.ArrowInvalid:
             trimmed = pc.utf8_trim_whitespace(arr)
             present = true_mask(pc.not_equal(trimmed, ""))
-            good = pc.match_substring_regex(trimmed, _NUMBER)
+            good = pc.match_substring_regex(trimmed, NUMBER_PATTERN)
             candidates = pc.if_else(good, trimmed, pa.scalar(None, pa.string()))
             try:
                 floats = pc.cast(candidates, pa.float64())
