@@ -83,7 +83,7 @@ def ingest(
     lake.check_writable()
     result = IngestResult(run_id=new_run_id(), output=lake.uri_of(lake.orders), files=labels)
     with (
-        engine_client(engine, scheduler, progress) as client,
+        engine_client(engine, scheduler, progress, settings=settings) as client,
         lake.locked(),
         storage_errors(lake),
     ):
