@@ -167,6 +167,8 @@ class Split:
     test: pd.DataFrame
 
     def boundaries(self) -> dict[str, str]:
+        """First and last order time of each split (the run's eta.*_start / eta.*_end tags)."""
+
         def ts(frame: pd.DataFrame, fn: str) -> str:
             return str(getattr(frame[schema.CREATED_AT], fn)())
 
@@ -180,6 +182,7 @@ class Split:
         }
 
     def rows(self) -> dict[str, int]:
+        """Orders per split."""
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
@@ -219,6 +222,7 @@ class Matrices:
 
 
 def upstream_sum(frame: pd.DataFrame) -> np.ndarray:
+    """The two upstream duration estimates added up (NaN where one is missing): a baseline."""
     from eta_cli.features import as_float
 
     place = as_float(frame["estimated_order_place_duration"])

@@ -62,6 +62,8 @@ def output_levels(settings: Settings) -> tuple[float, float, float, float]:
 
 @dataclass
 class FitResult:
+    """One fitted booster (cut at its best round), how long it took and its validation loss."""
+
     booster: Any
     best_iteration: int
     rounds: int

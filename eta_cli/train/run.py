@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from eta_cli.config import Settings
 from eta_cli.progress import ProgressCallback, report
@@ -19,6 +20,9 @@ from eta_cli.train import log
 from eta_cli.train.data import Matrices, Split
 from eta_cli.train.fit import FitResult
 from eta_cli.train.log import TrainingRun, TrainResult
+
+if TYPE_CHECKING:
+    from eta_cli.model import EtaModel
 
 LOGGING_TASK = "logging to MLflow"
 
@@ -124,8 +128,9 @@ def _result(
     trained_at: str,
     model_id: str | None,
     results: list[log.CandidateResult],
-    model: object,
+    model: EtaModel,
 ) -> TrainResult:
+    """What the caller gets back (``--json`` prints its ``to_dict``)."""
     from eta_cli import registry
 
     return TrainResult(
