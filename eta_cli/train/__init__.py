@@ -115,7 +115,7 @@ def train(
 
     check_options(trials, max_rounds, engine, scheduler)
     options = {"data": data, "since": since, "max_rounds": max_rounds, "seed": seed}
-    with engine_client(engine, scheduler, progress) as client:
+    with engine_client(engine, scheduler, progress, settings=settings) as client:
         if client is not None:
             from eta_cli.train.dask import train_on_cluster
 
