@@ -454,6 +454,227 @@ def test_interpolation_helper_follows_compose_rules() -> None:
         interpolate("${EMPTY:?needed}", env)
 
 
+def _published(entry: Any) -> tuple[str, int, int]:
+    """(host address with its default, published port, container port) of a port."""
+    text = interpolate(str(entry), {})
+    address, published, container = text.rsplit(":", 2)
+    return address, int(published), int(container)
+
+
+def test_only_the_proxy_publishes_a_public_port() -> None:
+    """Every port is bound to 127.0.0.1 by default, except the proxy's 443."""
+    for name, service in services().items():
+        for entry in service.get("ports", []):
+            address, published, container = _published(entry)
+            if (name, published) == ("proxy", 443):
+                assert str(entry).startswith("${ETA_PUBLIC_BIND:-0.0.0.0}:"), entry
+                assert container == 8443
+                continue
+            assert address == "127.0.0.1", f"{name} publishes {entry} beyond the host"
+    svc = services()
+    assert {_published(e)[1] for e in svc["proxy"]["ports"]} == {443, 5443, 3443}
+    for name in ("eta", "mlflow", "grafana", "minio"):
+        assert {_published(e)[0] for e in svc[name]["ports"]} == {"127.0.0.1"}, name
+    for name in ("scheduler", "mlflow-users", "minio-init", "postgres"):
+        assert "ports" not in svc[name], f"{name} needs no published port"
+
+
+def nginx_directives() -> list[tuple[str, list[str]]]:
+    """(directive, arguments) of every simple directive of docker/proxy/nginx.conf."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text(encoding="utf-8"))
+    text = re.sub(r"'[^']*'", "''", text)  # JSON bodies of `return`
+    statements = re.split(r"[;{}]", text)
+    return [(s.split()[0], s.split()[1:]) for s in statements if s.strip()]
+
+
+def test_the_proxy_terminates_tls_and_limits_time_size_and_rate() -> None:
+    directives = nginx_directives()
+
+    def values(name: str) -> list[list[str]]:
+        return [args for directive, args in directives if directive == name]
+
+    assert values("client_header_timeout") == [["10s"]]
+    assert values("client_body_timeout") == [["30s"]]
+    assert values("server_tokens") == [["off"]]
+    # The API's body limit is the service's own (the MLflow server allows uploads).
+    assert values("client_max_body_size")[0] == [str(Settings().max_body_bytes)]
+    assert f'"limit_bytes":{Settings().max_body_bytes}' in NGINX_CONF.read_text("utf-8")
+    (zone,) = values("limit_req_zone")
+    assert zone[0] == "$binary_remote_addr" and re.fullmatch(r"rate=\d+r/s", zone[2])
+    assert values("limit_req") == [["zone=eta_api", "burst=100", "nodelay"]]
+    assert values("limit_req_status") == [["429"]]
+    assert ["per_client", "64"] in values("limit_conn")
+    assert values("ssl_protocols") == [["TLSv1.2", "TLSv1.3"]]
+    assert values("ssl_certificate") == [["/etc/nginx/tls/tls.crt"]]
+    assert values("ssl_certificate_key") == [["/etc/nginx/tls/tls.key"]]
+    listens = values("listen")
+    assert ["8443", "ssl"] in listens and ["5443", "ssl"] in listens and ["3443", "ssl"] in listens
+    assert ["127.0.0.1:8080"] in listens, "the health listener stays inside the container"
+    assert [args for args in values("server") if args] == [["eta:9696"]]  # the upstream
+    assert ["http://mlflow:5000"] in values("proxy_pass")
+    assert ["http://grafana:3000"] in values("proxy_pass")
+    # Operators' routes are not on the public port.
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    for route in ("/reload", "/metrics"):
+        assert re.search(rf"location = {route} \{{\s*return 404;", text), route
+    proxy = services()["proxy"]
+    assert "./proxy/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    assert "./tls:/etc/nginx/tls:ro" in proxy["volumes"]
+    assert set(proxy["depends_on"]) == {"eta", "mlflow", "grafana"}
+
+
+def test_tls_material_is_made_on_the_host_and_never_committed(tmp_path: Path) -> None:
+    ignore = (ROOT / "docker" / "tls" / ".gitignore").read_text(encoding="utf-8").split()
+    assert "*" in ignore and "!.gitignore" in ignore
+    assert sorted(p.name for p in (ROOT / "docker" / "tls").iterdir()) in (
+        [".gitignore"],
+        [".gitignore", "tls.crt", "tls.key"],
+    )
+    run = subprocess.run(
+        ["bash", str(SELF_SIGNED), str(tmp_path / "tls"), "eta.example.com", "203.0.113.9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    key = tmp_path / "tls" / "tls.key"
+    assert key.stat().st_mode & 0o077 == 0, "the private key is readable by others"
+    names = subprocess.run(
+        [
+            "openssl",
+            "x509",
+            "-in",
+            str(tmp_path / "tls" / "tls.crt"),
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert "DNS:eta.example.com" in names and "IP Address:203.0.113.9" in names
+    again = subprocess.run(
+        ["bash", str(SELF_SIGNED), str(tmp_path / "tls"), "other"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and "keeping it" in again.stdout
+
+
+def test_mlflow_requires_a_login_configured_from_the_environment_only() -> None:
+    svc = services()
+    mlflow = svc["mlflow"]
+    command = [str(part) for part in mlflow["command"]]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    env = mlflow["environment"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
+    assert "./mlflow/basic_auth.ini:/etc/mlflow/basic_auth.ini:ro" in mlflow["volumes"]
+    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert env[name].startswith(f"${{{name}:?"), name
+    ini = MLFLOW_AUTH_INI.read_text(encoding="utf-8")
+    assert not re.search(r"^\s*admin_password\s*=", ini, re.MULTILINE), "password in a file"
+    assert re.search(r"^default_permission = READ$", ini, re.MULTILINE)
+    assert re.search(r"^database_uri = sqlite:////var/lib/eta/", ini, re.MULTILINE)
+    # The service and the scheduler log in with their own accounts.
+    logins = {}
+    for name in ("eta", "scheduler"):
+        container = svc[name]["environment"]
+        logins[name] = container["MLFLOW_TRACKING_USERNAME"]
+        assert container["MLFLOW_TRACKING_PASSWORD"].startswith("${ETA_MLFLOW_"), name
+        assert svc[name]["depends_on"]["mlflow-users"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert logins == {
+        "eta": "${ETA_MLFLOW_SERVE_USER:-eta-serve}",
+        "scheduler": "${ETA_MLFLOW_PIPELINE_USER:-eta-pipeline}",
+    }
+    users = svc["mlflow-users"]
+    assert users["command"] == ["python", "/etc/mlflow/create-users.py"]
+    assert "./mlflow/create-users.py:/etc/mlflow/create-users.py:ro" in users["volumes"]
+    compile(MLFLOW_USERS.read_text(encoding="utf-8"), str(MLFLOW_USERS), "exec")
+
+
+def test_each_container_gets_its_own_database_role() -> None:
+    rendered = rendered_compose(local_env())["services"]
+    users = {}
+    for name, key in (
+        ("eta", "ETA_DATABASE_URL"),
+        ("scheduler", "ETA_DATABASE_URL"),
+        ("mlflow", "MLFLOW_BACKEND_STORE_URI"),
+    ):
+        users[name] = re.match(
+            r"postgresql\+psycopg2://([^:]+):", rendered[name]["environment"][key]
+        )[1]
+    assert users == {"eta": "eta_serve", "scheduler": "eta_pipeline", "mlflow": "mlflow"}
+    assert rendered["grafana"]["environment"]["MONITORING_DB_USER"] == "grafana_reader"
+    assert "POSTGRES_PASSWORD" not in COMPOSE.read_text("utf-8").split("postgres:\n", 2)[-1]
+
+
+def _aws_override() -> dict[str, Any]:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor(
+        "!reset", lambda loader, node: {"!reset": loader.construct_sequence(node)}
+    )
+    return yaml.load(COMPOSE_AWS.read_text(encoding="utf-8"), Loader=Loader)
+
+
+def test_on_aws_only_mlflow_and_the_scheduler_reach_the_instance_role() -> None:
+    """IMDS hop limit 1: only containers in the host's network namespace get the role."""
+    override = _aws_override()
+    base = services()
+    in_host_network = {
+        name for name, s in override["services"].items() if s.get("network_mode") == "host"
+    }
+    assert in_host_network == {"mlflow", "scheduler"}
+    assert override["services"]["mlflow"]["ports"] == {"!reset": []}
+    assert set(override["services"]) <= set(base)
+    (subnet,) = override["networks"]["default"]["ipam"]["config"]
+    gateway = subnet["gateway"]
+    template = (TERRAFORM / "user_data.sh.tftpl").read_text(encoding="utf-8")
+    assert f"MLFLOW_HOST={gateway}" in template
+    assert [str(p) for p in base["mlflow"]["command"]][
+        [str(p) for p in base["mlflow"]["command"]].index("--host") + 1
+    ] == "${MLFLOW_HOST:-0.0.0.0}"
+    # Everyone that talks to MLflow finds it at the gateway.
+    for name in ("mlflow", "mlflow-users", "scheduler", "eta", "proxy"):
+        assert override["services"][name]["extra_hosts"] == [f"mlflow:{gateway}"], name
+    for name in ("eta", "proxy", "grafana"):
+        assert override["services"].get(name, {}).get("network_mode") is None, name
+
+
+def test_no_secret_is_written_in_the_deployment_files() -> None:
+    """Password, secret, token and key assignments in docker/, infra/ and configs/ are
+    empty, variable references or generated at run time; never literals."""
+    assignment = re.compile(
+        r"(?i)(?<![{$\w])([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|ACCESS_KEY)[A-Z0-9_]*)\s*[=:]\s*(\S+)"
+    )
+    # A literal: six or more characters with no variable, command, call or reference.
+    literal = re.compile(r"^[\"']?[^\s$(){}\[\]\"'.,]{6,}[\"']?,?$")
+    checked = 0
+    for folder in ("docker", "infra", "configs"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            # Python (create-users.py) passes secrets as variables; the Terraform tests'
+            # mocked values are fixtures, not credentials.
+            skipped = {".terraform", "tests"} & set(path.relative_to(ROOT).parts)
+            if not path.is_file() or skipped or path.suffix in (".json", ".py"):
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.lstrip().startswith("#"):
+                    continue
+                for name, value in assignment.findall(line):
+                    checked += 1
+                    if name == "http_tokens":  # IMDSv2 setting, not a token
+                        continue
+                    assert not literal.match(value) or value in ("true", "false"), (
+                        f"{path.relative_to(ROOT)}:{number}: {name} = {value}"
+                    )
+    assert checked > 20
+
+
 # ---------------------------------------------------------------------------
 # docker/Dockerfile and .dockerignore
 # ---------------------------------------------------------------------------
@@ -691,6 +912,224 @@ def test_init_script_creates_databases_and_a_read_only_grafana_role() -> None:
             f"DROP ROLE IF EXISTS {owner}",
         ):
             sql(PG_USER, "postgres", statement)
+
+
+def _pg_init_roles(suffix: str) -> dict[str, str]:
+    """Role and database names of one isolated run of the init script."""
+    return {
+        "POSTGRES_USER": f"owner_{suffix}",
+        "MLFLOW_DB": f"mlflow_{suffix}",
+        "ETA_MONITORING_DB": f"eta_{suffix}",
+        "GRAFANA_DB_USER": f"reader_{suffix}",
+        "GRAFANA_DB_PASSWORD": "r",
+        "MLFLOW_DB_USER": f"mlflowrole_{suffix}",
+        "MLFLOW_DB_PASSWORD": "m",
+        "ETA_SERVE_DB_USER": f"serve_{suffix}",
+        "ETA_SERVE_DB_PASSWORD": "s",
+        "ETA_PIPELINE_DB_USER": f"pipeline_{suffix}",
+        "ETA_PIPELINE_DB_PASSWORD": "p",
+    }
+
+
+@pytest.fixture
+def pg_roles() -> Iterator[dict[str, str]]:
+    """docker/postgres/init-databases.sh run for real, as a non-superuser owner like
+    RDS's master user; yields the names, drops everything afterwards."""
+    import psycopg2
+    from conftest import PG_HOST, PG_PORT, PG_USER
+
+    names = _pg_init_roles(uuid.uuid4().hex[:8])
+    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE ROLE {names['POSTGRES_USER']} LOGIN CREATEDB CREATEROLE")
+    env = dict(os.environ, PGHOST=PG_HOST, PGPORT=str(PG_PORT), **names)
+    try:
+        run = subprocess.run(
+            ["bash", str(PG_INIT)], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        yield dict(names, host=PG_HOST, port=str(PG_PORT))
+    finally:
+        with admin.cursor() as cur:
+            for db in ("MLFLOW_DB", "ETA_MONITORING_DB"):
+                cur.execute(f'DROP DATABASE IF EXISTS "{names[db]}" WITH (FORCE)')
+            for role in (
+                "GRAFANA_DB_USER",
+                "MLFLOW_DB_USER",
+                "ETA_SERVE_DB_USER",
+                "ETA_PIPELINE_DB_USER",
+                "POSTGRES_USER",
+            ):
+                cur.execute(f"DROP ROLE IF EXISTS {names[role]}")
+        admin.close()
+
+
+def _as_role(pg: dict[str, str], role: str, db: str, statement: str) -> str:
+    """Run one statement as ``role`` in ``db``: 'ok' or the error's first line."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=role, dbname=db)
+    except psycopg2.OperationalError as exc:
+        return str(exc).strip().splitlines()[0]
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement)
+        return "ok"
+    except psycopg2.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_the_service_role_may_only_append_to_the_prediction_log(
+    pg_roles: dict[str, str],
+) -> None:
+    """eta serve's real writer logs through its role; reading, deleting, dropping fail."""
+    import numpy as np
+
+    from eta_cli.serve.prediction_log import LogEntry, PredictionLog
+
+    serve, eta_db = pg_roles["ETA_SERVE_DB_USER"], pg_roles["ETA_MONITORING_DB"]
+    url = f"postgresql+psycopg2://{serve}@{pg_roles['host']}:{pg_roles['port']}/{eta_db}"
+    log = PredictionLog(url, 100).start()
+    record = {"market_id": 1, "created_at": "2015-02-06 22:24:17"}
+    values = np.array([[1.0, 2.0, 3.0, 2.5]])
+    log.submit(LogEntry("req-1", time.time(), "eta", "1", 3.0, [record], ["o-1"], values))
+    assert log.flush(20)
+    log.close()
+    assert log.stats()["written"] == 1 and log.stats()["errors"] == 0
+    owner = pg_roles["POSTGRES_USER"]
+    assert _as_role(pg_roles, owner, eta_db, "SELECT 1 FROM predictions") == "ok"
+    for statement in (
+        "SELECT * FROM predictions",
+        "DELETE FROM predictions",
+        "UPDATE predictions SET model_version = 'x'",
+        "TRUNCATE predictions",
+        "SELECT * FROM drift_reports",
+        "INSERT INTO drift_columns (report_id, column_name, method, drift_score, drifted)"
+        " VALUES (1, 'c', 'm', 0.1, false)",
+    ):
+        assert "permission denied" in _as_role(pg_roles, serve, eta_db, statement), statement
+    for statement in ("DROP TABLE predictions", "ALTER TABLE predictions ADD COLUMN x int"):
+        assert "must be owner" in _as_role(pg_roles, serve, eta_db, statement), statement
+    assert "permission denied for schema public" in _as_role(
+        pg_roles, serve, eta_db, "CREATE TABLE mine (x int)"
+    )
+    mlflow_db = pg_roles["MLFLOW_DB"]
+    assert "permission denied for database" in _as_role(pg_roles, serve, mlflow_db, "SELECT 1")
+
+
+@pytest.mark.postgres
+def test_the_pipeline_role_reads_the_log_and_writes_drift_results(
+    pg_roles: dict[str, str],
+) -> None:
+    """What `eta pipeline` / `eta drift-report` do through SQLAlchemy works; DDL and
+    deleting do not."""
+    import sqlalchemy as sa
+
+    from eta_cli.monitor import database as monitoring
+
+    pipeline, eta_db = pg_roles["ETA_PIPELINE_DB_USER"], pg_roles["ETA_MONITORING_DB"]
+    url = f"postgresql+psycopg2://{pipeline}@{pg_roles['host']}:{pg_roles['port']}/{eta_db}"
+    engine = monitoring.make_engine(url)
+    try:
+        monitoring.ensure_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.select(monitoring.predictions.c.request_id)).all()
+            report_id = conn.execute(
+                monitoring.drift_reports.insert()
+                .values(
+                    created_at=sa.func.now(),
+                    reference_rows=1,
+                    current_rows=1,
+                    sampled_rows=1,
+                    drifted_columns=0,
+                    total_columns=1,
+                    drift_share=0.0,
+                    dataset_drift=False,
+                )
+                .returning(monitoring.drift_reports.c.id)
+            ).scalar_one()
+            conn.execute(
+                monitoring.drift_columns.insert().values(
+                    report_id=report_id, column_name="c", method="m", drift_score=0.1, drifted=False
+                )
+            )
+            conn.execute(
+                monitoring.drift_reports.update()
+                .where(monitoring.drift_reports.c.id == report_id)
+                .values(html_uri="s3://b/r.html")
+            )
+    finally:
+        engine.dispose()
+    for statement in (
+        "DELETE FROM drift_reports",
+        "DELETE FROM predictions",
+        "INSERT INTO eta_schema_version VALUES (2, now())",
+    ):
+        assert "permission denied" in _as_role(pg_roles, pipeline, eta_db, statement), statement
+    assert "must be owner" in _as_role(pg_roles, pipeline, eta_db, "DROP TABLE predictions")
+    mlflow_db = pg_roles["MLFLOW_DB"]
+    assert "permission denied for database" in _as_role(pg_roles, pipeline, mlflow_db, "SELECT 1")
+
+
+@pytest.mark.postgres
+def test_mlflow_owns_its_database_and_nothing_else(pg_roles: dict[str, str]) -> None:
+    mlflow, mlflow_db = pg_roles["MLFLOW_DB_USER"], pg_roles["MLFLOW_DB"]
+    assert _as_role(pg_roles, mlflow, mlflow_db, "CREATE TABLE runs (x int)") == "ok"
+    assert _as_role(pg_roles, mlflow, mlflow_db, "DROP TABLE runs") == "ok"
+    eta_db = pg_roles["ETA_MONITORING_DB"]
+    assert "permission denied for database" in _as_role(pg_roles, mlflow, eta_db, "SELECT 1")
+    reader = pg_roles["GRAFANA_DB_USER"]
+    assert _as_role(pg_roles, reader, eta_db, "SELECT count(*) FROM predictions") == "ok"
+    assert "permission denied" in _as_role(pg_roles, reader, eta_db, "DELETE FROM predictions")
+
+
+@pytest.mark.postgres
+def test_the_init_script_creates_the_schema_eta_defines(
+    pg_roles: dict[str, str], pg_url: str
+) -> None:
+    """The tables the script creates are the ones eta_cli/monitor/database.py creates
+    itself (compared with a database made by ``ensure_schema``): columns, types,
+    nullability, defaults, keys and indexes, at the same schema version."""
+    import sqlalchemy as sa
+
+    from eta_cli.monitor import database as monitoring
+
+    def shape(engine: sa.Engine) -> dict[str, Any]:
+        inspector = sa.inspect(engine)
+        return {
+            name: (
+                [
+                    (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                    for c in inspector.get_columns(name)
+                ],
+                inspector.get_pk_constraint(name)["constrained_columns"],
+                sorted(
+                    (fk["constrained_columns"], fk["referred_table"], fk.get("options"))
+                    for fk in inspector.get_foreign_keys(name)
+                ),
+                sorted((i["name"], i["column_names"]) for i in inspector.get_indexes(name)),
+            )
+            for name in sorted(inspector.get_table_names())
+        }
+
+    owner, eta_db = pg_roles["POSTGRES_USER"], pg_roles["ETA_MONITORING_DB"]
+    by_script = sa.create_engine(
+        f"postgresql+psycopg2://{owner}@{pg_roles['host']}:{pg_roles['port']}/{eta_db}"
+    )
+    by_eta = monitoring.make_engine(pg_url)
+    try:
+        monitoring.ensure_schema(by_eta)
+        assert set(shape(by_script)) == set(monitoring.metadata.tables)
+        assert shape(by_script) == shape(by_eta)
+        assert monitoring.current_schema_version(by_script) == monitoring.SCHEMA_VERSION
+    finally:
+        by_script.dispose()
+        by_eta.dispose()
 
 
 def test_init_script_is_mounted_into_the_postgres_container() -> None:
