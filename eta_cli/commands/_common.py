@@ -39,15 +39,15 @@ def is_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def progress_display(enabled: bool = True) -> Iterator[ProgressCallback | None]:
-    """Rich progress bars on stderr for library :class:`~eta_cli.progress.Progress` events.
+def progress_display(bars_wanted: bool = True) -> Iterator[ProgressCallback]:
+    """Show library :class:`~eta_cli.progress.Progress` events on stderr.
 
-    One bar per task, created on its first event; messages are printed above the bars.
-    Yields None (no callback) when disabled or when stderr is not a terminal, so
-    ``--json`` and piped output stay clean.
+    Messages (a cluster's address, a step's duration) always go to stderr, even with
+    ``--json`` or when piped, because they tell the user where to look. Bars are drawn
+    only when wanted and stderr is a terminal: one per task, created on its first event.
     """
-    if not enabled or not err_console.is_terminal:
-        yield None
+    if not bars_wanted or not err_console.is_terminal:
+        yield _messages_only
         return
     from rich.progress import (
         BarColumn,
@@ -84,6 +84,11 @@ def progress_display(enabled: bool = True) -> Iterator[ProgressCallback | None]:
 
     with bars:
         yield show
+
+
+def _messages_only(event: ProgressEvent) -> None:
+    if event.message:
+        err_console.print(event.message, highlight=False, soft_wrap=True)
 
 
 def _count_text(event: ProgressEvent) -> str:
