@@ -521,6 +521,8 @@ def test_the_proxy_terminates_tls_and_limits_time_size_and_rate() -> None:
     assert "./proxy/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
     assert "./tls:/etc/nginx/tls:ro" in proxy["volumes"]
     assert set(proxy["depends_on"]) == {"eta", "mlflow", "grafana"}
+    # nginx resolves upstream names once: a recreated upstream must restart it.
+    assert all(spec.get("restart") is True for spec in proxy["depends_on"].values())
 
 
 def test_tls_material_is_made_on_the_host_and_never_committed(tmp_path: Path) -> None:
@@ -608,6 +610,10 @@ def test_each_container_gets_its_own_database_role() -> None:
             r"postgresql\+psycopg2://([^:]+):", rendered[name]["environment"][key]
         )[1]
     assert users == {"eta": "eta_serve", "scheduler": "eta_pipeline", "mlflow": "mlflow"}
+    # Only what uses the bucket gets its keys (the service reads models through MLflow).
+    for name, has_keys in (("eta", False), ("scheduler", True), ("mlflow", True)):
+        keys = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(rendered[name]["environment"])
+        assert bool(keys) == has_keys, name
     assert rendered["grafana"]["environment"]["MONITORING_DB_USER"] == "grafana_reader"
     assert "POSTGRES_PASSWORD" not in COMPOSE.read_text("utf-8").split("postgres:\n", 2)[-1]
 
@@ -1477,6 +1483,34 @@ def test_deploy_guide_refers_to_things_that_exist() -> None:
         "9001",
     ):
         assert command in text, command
+
+
+def test_security_guide_covers_exposure_token_proxy_roles_and_imds() -> None:
+    raw = SECURITY_DOC.read_text(encoding="utf-8")
+    text = " ".join(raw.replace("**", "").split())
+    for needle in (
+        "ETA_ADMIN_TOKEN",
+        "constant time",
+        "Rotate it",
+        "client_header_timeout",
+        "limit_req",
+        "client_max_body_size",
+        "hop limit of 1",
+        "Still out of scope",
+        "service_cidrs",
+    ):
+        assert needle in text, needle
+    for port in ("443", "5443", "3443", "9696", "5000", "3000"):
+        assert f"| {port} |" in raw, port
+    env = env_example()
+    for role in (
+        env["ETA_SERVE_DB_USER"],
+        env["ETA_PIPELINE_DB_USER"],
+        env["MLFLOW_DB_USER"],
+        env["GRAFANA_DB_USER"],
+    ):
+        assert f"`{role}`" in text, role
+    assert "security.md" in DEPLOY_DOC.read_text(encoding="utf-8")
 
 
 def _pinned(lock: Path) -> dict[str, set[tuple[str, frozenset[str]]]]:

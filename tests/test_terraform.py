@@ -22,9 +22,13 @@ TERRAFORM = shutil.which("terraform") or "/usr/local/bin/terraform"
 
 
 def _provider_on_disk() -> bool:
-    """True when the plugin directory holds a hashicorp/aws provider build."""
+    """True when the plugin directory holds a hashicorp/aws provider build, unpacked
+    (``<version>/<os_arch>/terraform-provider-aws*``) or packed as ``terraform
+    providers mirror`` writes it (``terraform-provider-aws_<version>_<os_arch>.zip``)."""
     aws = PLUGIN_DIR / "registry.terraform.io" / "hashicorp" / "aws"
-    return any(aws.glob("*/*/terraform-provider-aws*"))
+    return any(aws.glob("*/*/terraform-provider-aws*")) or any(
+        aws.glob("terraform-provider-aws_*.zip")
+    )
 
 
 pytestmark = [
