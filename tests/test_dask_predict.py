@@ -19,7 +19,7 @@ from eta_cli.cli import main
 from eta_cli.config import Settings
 from eta_cli.dask_engine import ClusterError
 from eta_cli.predict import dask as dask_predict
-from eta_cli.predict.batch import predict_files
+from eta_cli.predict.files import predict_files
 
 pytest_plugins = ("fixtures_dask",)  # the session's two-worker cluster: dask_client
 

@@ -14,7 +14,7 @@ from helpers_model import ServerThread, log_and_register, sample_orders, tiny_mo
 from eta_cli import predict, schema
 from eta_cli.cli import main
 from eta_cli.predict import PredictError, read_orders_json
-from eta_cli.predict.batch import predict_files
+from eta_cli.predict.files import predict_files
 from eta_cli.serve import ModelProvider, create_app
 
 ORDERS = sample_orders(12, seed=9, with_id=True)

@@ -10,7 +10,6 @@ from eta_cli import dask_engine
 from eta_cli.commands import options
 from eta_cli.commands._common import (
     console,
-    err_console,
     is_terminal,
     print_json,
     progress_display,
@@ -96,24 +95,27 @@ def predict_command(
     """Predict JSON orders (printed) or a whole file (written), in-process or remotely."""
     _check_options(json_path, input_uri, output_uri, url, model, output_format)
     settings = settings_from(ctx)
-    if dask_engine.check_engine(engine, scheduler) == "dask":
-        _run_dask_batch(
-            settings,
-            engine,
-            scheduler,
-            input_uri,
-            output_uri,
-            model,
-            url,
-            chunk_rows,
-            output_format,
-        )
-        return
+    if dask_engine.check_engine(engine, scheduler) == "dask" and (json_path is not None or url):
+        from eta_cli.predict.dask import FILES_ONLY
+
+        raise EtaError(FILES_ONLY)
     if json_path is not None:
         _predict_json(settings, json_path, url, model, wait, output_format)
         return
-    predictor = _predictor(settings, url, model, wait)
-    summary = _run_batch(settings, predictor, input_uri, output_uri, chunk_rows)  # type: ignore[arg-type]
+    from eta_cli.predict.files import predict_files
+
+    server = _predictor(settings, url, model, wait) if url else None
+    with progress_display() as report:
+        summary = predict_files(
+            settings,
+            input_uri,  # type: ignore[arg-type]
+            output_uri,  # type: ignore[arg-type]
+            model=server or model,
+            chunk_rows=chunk_rows,
+            engine=engine,
+            scheduler=scheduler,
+            progress=report,
+        )
     _print_batch_summary(summary, output_format)
 
 
@@ -186,6 +188,16 @@ def _print_batch_summary(summary: Any, output_format: str) -> None:
     if _wants_json(output_format):
         print_json(summary.to_dict())
         return
+    if summary.engine == "dask":
+        console.print(
+            f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} "
+            f"rows, {summary.predicted} predicted, {summary.rejected} rejected (model "
+            f"{summary.model_name or 'local'} v{summary.model_version or '-'}, "
+            f"{summary.seconds:.1f} s)"
+        )
+        for example in summary.reject_examples:
+            console.print(f"[yellow]rejected[/] {example}")
+        return
     console.print(
         f"[green]wrote[/] {summary.output}: {summary.rows} rows, {summary.predicted} predicted, "
         f"{summary.rejected} rejected (model {summary.model_name or 'local'} "
@@ -199,77 +211,6 @@ def _print_batch_summary(summary: Any, output_format: str) -> None:
         )
     for example in summary.reject_examples:
         console.print(f"[yellow]rejected[/] {example}")
-
-
-def _run_dask_batch(
-    settings: Any,
-    engine: str,
-    scheduler: str | None,
-    input_uri: str | None,
-    output_uri: str | None,
-    model: str | None,
-    url: str | None,
-    chunk_rows: int,
-    output_format: str,
-) -> None:
-    from eta_cli.predict import dask as dask_predict
-
-    if input_uri is None or output_uri is None or url:
-        raise EtaError(
-            "--engine dask scores files: give --input DIR|s3://... --output DIR|s3://..."
-        )
-    job = dask_predict.plan(settings, input_uri, output_uri, model)  # before any cluster
-    with (
-        progress_display() as report,
-        dask_engine.engine_client(engine, scheduler, report) as client,
-    ):
-        summary = dask_predict.predict_dataset(
-            settings,
-            client,
-            input_uri,
-            output_uri,
-            chunk_rows=chunk_rows,
-            progress=report,
-            job=job,
-        )
-    if _wants_json(output_format):
-        print_json(summary.to_dict())
-        return
-    console.print(
-        f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} rows, "
-        f"{summary.predicted} predicted, {summary.rejected} rejected (model "
-        f"{summary.model_name or 'local'} v{summary.model_version or '-'}, {summary.seconds:.1f} s)"
-    )
-    for example in summary.reject_examples:
-        console.print(f"[yellow]rejected[/] {example}")
-
-
-def _run_batch(settings: Any, predictor: Any, input_uri: str, output_uri: str, chunk_rows: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from eta_cli import predict
-
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("predicting", total=None)
-
-        def on_progress(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total)
-
-        return predict.predict_file(
-            settings,
-            predictor,
-            input_uri,
-            output_uri,
-            chunk_rows=chunk_rows,
-            on_progress=on_progress,
-        )
 
 
 def _print_table(outcomes: list[Any], predictor: Any) -> None:

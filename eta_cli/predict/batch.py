@@ -1,14 +1,14 @@
 """Batch files: predictions for a whole CSV/Parquet file, on this machine or a Dask cluster.
 
-:func:`predict_files` is the entry point. Files stream in chunks (pyarrow record
-batches): CSV (also ``.csv.gz``) or Parquet, local or ``s3://``, to Parquet or CSV,
-so memory stays bounded on files larger than RAM. Each chunk is validated and scored
-as columns (:func:`eta_cli.orders.check_batch`, then one ``EtaModel.predict_columns``
-call); rows that fail validation are kept in the output, in place, with empty
-predictions and the reason in the ``error`` column, and are counted in the result:
-nothing is dropped silently. Columns other than the order fields and ``order_id`` are
-ignored, so a historical file that still has ``actual_delivery_time`` can be scored
-as it is.
+:func:`eta_cli.predict.files.predict_files` is the entry point. Files stream in chunks
+(pyarrow record batches): CSV (also ``.csv.gz``) or Parquet, local or ``s3://``, to
+Parquet or CSV, so memory stays bounded on files larger than RAM. Each chunk is
+validated and scored as columns (:func:`eta_cli.orders.check_batch`, then one
+``EtaModel.predict_columns`` call); rows that fail validation are kept in the output, in
+place, with empty predictions and the reason in the ``error`` column, and are counted in
+the result: nothing is dropped silently. Columns other than the order fields and
+``order_id`` are ignored, so a historical file that still has ``actual_delivery_time``
+can be scored as it is.
 
 With ``engine="dask"`` every file under the input folder or prefix is one task
 (:mod:`eta_cli.predict.dask`) that runs :func:`score_file`, the same code as here.
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from eta_cli.config import Settings
-    from eta_cli.registry import LoadedModel
 
 MAX_REJECT_EXAMPLES = 5
 _LOCAL_ONLY = ("chunks",)
@@ -374,61 +373,3 @@ def _writer(sink: Any, schema: pa.Schema, out_kind: str) -> Any:
     return (
         pq.ParquetWriter(sink, schema) if out_kind == "parquet" else pacsv.CSVWriter(sink, schema)
     )
-
-
-# --- the entry point -------------------------------------------------------------------------
-
-
-def predict_files(
-    settings: Settings,
-    input_uri: str,
-    output_uri: str,
-    *,
-    model: str | LoadedModel | Predictor | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    engine: str = "local",
-    scheduler: str | None = None,
-    progress: ProgressCallback | None = None,
-) -> BatchResult:
-    """Predictions for a file of orders (``engine="local"``), or for every file under a
-    folder or ``s3://`` prefix, one Dask task per file (``engine="dask"``).
-
-    ``model``: a model URI (default: the registry's champion), a loaded model, or a
-    predictor (a :class:`~eta_cli.predict.RemotePredictor` posts the orders to a server).
-    """
-    from eta_cli.dask_engine import check_engine
-
-    if chunk_rows < 1:
-        raise PredictError("--chunk-rows must be at least 1")
-    if check_engine(engine, scheduler) == "dask":
-        from eta_cli.predict import dask as dask_predict
-
-        return dask_predict.predict_on_cluster(
-            settings,
-            input_uri,
-            output_uri,
-            model=model,
-            chunk_rows=chunk_rows,
-            engine=engine,
-            scheduler=scheduler,
-            progress=progress,
-        )
-    output_format(output_uri)  # a bad output name fails before the model is loaded
-    return score_file(
-        settings,
-        _predictor(settings, model),
-        input_uri,
-        output_uri,
-        chunk_rows=chunk_rows,
-        progress=progress,
-    )
-
-
-def _predictor(settings: Settings, model: str | LoadedModel | Predictor | None) -> Predictor:
-    from eta_cli.predict import RemotePredictor
-
-    if isinstance(model, LocalPredictor | RemotePredictor):
-        return model
-    if model is None or isinstance(model, str):
-        return LocalPredictor.from_settings(settings, model)
-    return LocalPredictor(model)

@@ -128,7 +128,7 @@ def predict_on_cluster(
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> BatchResult:
-    """The Dask engine of :func:`eta_cli.predict.batch.predict_files`: the files, targets
+    """The Dask engine of :func:`eta_cli.predict.files.predict_files`: the files, targets
     and model are checked first, then a cluster is connected (or started) for the run."""
     if isinstance(model, RemotePredictor):
         raise PredictError(FILES_ONLY)
