@@ -319,8 +319,25 @@ def test_metrics_counters_move(client):
     assert (
         _metric(text, "eta_http_request_duration_seconds_bucket", path="/predict", le="+Inf") == 3
     )
-    assert "eta_prediction_log_dropped_total 0" in text
+    assert "eta_prediction_log_dropped_total 0.0" in text
     assert 'eta_model_info{model_name="eta",model_version="1"} 1' in text
+
+
+def test_client_chosen_methods_and_paths_mint_no_series(client):
+    """FOO0..FOO50 and random paths all land in one OTHER / <unmatched> series."""
+    before = client.get("/metrics").get_data(as_text=True).count("\n")
+    for i in range(51):
+        client.open(f"/x{i}", method=f"FOO{i}")
+        client.open("/predict", method=f"FOO{i}")
+        client.get(f"/nope/{i}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "FOO" not in text and "/nope" not in text and "/x1" not in text
+    other = dict(method="OTHER", path="<unmatched>")
+    assert _metric(text, "eta_http_requests_total", **other, status="404") == 51
+    assert _metric(text, "eta_http_requests_total", **other, status="405") == 51
+    assert _metric(text, "eta_http_requests_total", method="GET", path="<unmatched>") == 51
+    # A handful of new series (these three, their histograms), not one per request.
+    assert text.count("\n") - before < 60
 
 
 def test_dropped_predictions_show_in_metrics(settings, provider):

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from eta_cli.orders import Problem
 from eta_cli.serve.events import access_logger, logger
+from eta_cli.serve.metrics import UNMATCHED_PATH
 from eta_cli.serve.responses import error_response
 from eta_cli.validation import ApiError
 
@@ -61,7 +62,7 @@ def finish_request(response: Response) -> Response:
     request_id = getattr(g, "request_id", None) or service["request_ids"].new()
     response.headers["X-Request-ID"] = request_id
     elapsed = time.perf_counter() - getattr(g, "t0", time.perf_counter())
-    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED_PATH
     service["metrics"].observe(request.method, rule, response.status_code, elapsed)
     if access_logger.isEnabledFor(logging.INFO):
         access_logger.info(

@@ -6,13 +6,17 @@ writer thread turns them into rows and inserts them in batches (every
 blocks a request. The queue is bounded in rows: when it is full, new predictions
 are dropped and counted rather than waiting or growing without limit. Database
 errors are counted and logged, never raised to a request; the engine is rebuilt
-on the next batch, so the log resumes when the database comes back. ``close()``
-writes what is queued before returning (graceful shutdown).
+on the next batch, so the log resumes when the database comes back. A batch the
+database refuses for its *data* (a text it cannot store) is written again row by row,
+so one bad row costs only itself: it is dropped and counted as ``rejected``, never
+the good rows around it. ``close()`` writes what is queued before returning
+(graceful shutdown).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import threading
@@ -26,6 +30,38 @@ if TYPE_CHECKING:
     from flask import Flask
 
 logger = logging.getLogger("eta.prediction_log")
+
+# PEP 249 exception names (and SQLAlchemy's wrappers of them) that mean the database
+# could not be reached or used at all, as opposed to refusing one row's data.
+_UNAVAILABLE = frozenset({"OperationalError", "InterfaceError", "DisconnectionError"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is down or unusable (every row would fail), not
+    that it refused this data: then retrying row by row would only repeat the failure."""
+    for err in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if err is not None and any(c.__name__ in _UNAVAILABLE for c in type(err).__mro__):
+            return True
+    return False
+
+
+def split_rows(entries: Sequence[LogEntry]) -> list[LogEntry]:
+    """Each row of ``entries`` as its own one-row entry (for the row-by-row retry)."""
+    import numpy as np
+
+    single = []
+    for e in entries:
+        values = np.asarray(e.values)
+        for i in range(e.rows):
+            single.append(
+                dataclasses.replace(
+                    e,
+                    records=e.records[i : i + 1],
+                    order_ids=e.order_ids[i : i + 1],
+                    values=values[i : i + 1],
+                )
+            )
+    return single
 
 
 @dataclass(frozen=True)
@@ -173,6 +209,7 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.errors = 0  # rows lost to database errors
+        self.rejected = 0  # rows the database refused for their data (the others written)
         self._last_error_log = 0.0
 
     def init_app(self, app: Flask) -> None:
@@ -203,6 +240,7 @@ class PredictionLog:
             "written": self.written,
             "dropped": self.dropped,
             "errors": self.errors,
+            "rejected": self.rejected,
             "pending": self.pending,
         }
 
@@ -291,19 +329,41 @@ class PredictionLog:
             if not taken:
                 return
             n = sum(e.rows for e in taken)
-            try:
-                self._insert(taken)
-                ok = True
-            except Exception as exc:  # the log must never take the service down
-                ok = False
-                self._report(exc, n)
+            written, rejected = self._write(taken, n)
             with self._cond:
                 self._in_flight -= n
-                if ok:
-                    self.written += n
-                else:
-                    self.errors += n
+                self.written += written
+                self.rejected += rejected
+                self.errors += n - written - rejected
                 self._cond.notify_all()
+
+    def _write(self, taken: list[LogEntry], n: int) -> tuple[int, int]:
+        """Insert one batch; (rows written, rows refused for their data). The rest of
+        ``n`` was lost to the database being unavailable.
+
+        When the database refuses the batch for its data, every row is tried on its
+        own, so only the offending rows are lost; when it is unavailable, retrying row
+        by row would fail the same way, so the batch is counted as lost at once.
+        """
+        try:
+            self._insert(taken)
+            return n, 0
+        except Exception as exc:  # the log must never take the service down
+            if database_unavailable(exc):
+                self._report(exc, n)
+                return 0, 0
+        written = rejected = 0
+        for single in split_rows(taken):
+            try:
+                self._insert([single])
+                written += 1
+            except Exception as exc:
+                if database_unavailable(exc):
+                    self._report(exc, n - written - rejected)
+                    break
+                rejected += 1
+                self._report(exc, 1, rejected=True)
+        return written, rejected
 
     def _insert(self, entries: list[LogEntry]) -> None:
         from eta_cli.monitor import database
@@ -335,10 +395,11 @@ class PredictionLog:
                 else:  # any other database: SQLAlchemy's own conversions
                     rows_dicts = [r for e in entries for r in entry_rows(e)]
                     conn.execute(database.predictions.insert(), rows_dicts)
-        except Exception:
-            # Rebuild the engine next time: the database may have moved or restarted.
-            self._engine.dispose()
-            self._engine = None
+        except Exception as exc:
+            if database_unavailable(exc):
+                # Rebuild the engine next time: the database may have moved or restarted.
+                self._engine.dispose()
+                self._engine = None
             raise
 
     @staticmethod
@@ -351,15 +412,20 @@ class PredictionLog:
         values = "%s" if placeholder is None else f"({', '.join(placeholder for _ in ROW_COLUMNS)})"
         return f"INSERT INTO {database.predictions.name} ({columns}) VALUES {values}"
 
-    def _report(self, exc: BaseException, rows: int) -> None:
+    def _report(self, exc: BaseException, rows: int, *, rejected: bool = False) -> None:
+        """One warning at most every 10 s (the database may be down for a while), with the
+        error's first line, redacted (a driver's message can carry the database URL)."""
+        from eta_cli.errors import first_line
+
         now = time.monotonic()
         if now - self._last_error_log >= 10.0:  # do not flood the log while the DB is down
             self._last_error_log = now
-            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            what = "refused by the database" if rejected else "not written"
             logger.warning(
-                "prediction log: %d rows not written (%s: %s); %d lost so far",
+                "prediction log: %d rows %s (%s: %s); %d lost so far",
                 rows,
+                what,
                 type(exc).__name__,
-                text[0] if text else "",
-                self.errors + rows,
+                first_line(exc),
+                self.errors + self.rejected + rows,
             )

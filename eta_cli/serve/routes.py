@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from eta_cli import validation
 from eta_cli.orders import Problem
 from eta_cli.predict import format_predictions
+from eta_cli.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eta_cli.serve.openapi import openapi_document
 from eta_cli.serve.prediction_log import LogEntry
 from eta_cli.serve.provider import name_label, version_label
@@ -176,8 +177,7 @@ def prometheus() -> Response:
     service = _service()
     return Response(
         service["metrics"].render(service["provider"], service["log"]),
-        mimetype="text/plain",
-        content_type="text/plain; version=0.0.4; charset=utf-8",
+        content_type=METRICS_CONTENT_TYPE,
     )
 
 
