@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import tomllib
 import uuid
@@ -596,6 +597,84 @@ def test_mlflow_requires_a_login_configured_from_the_environment_only() -> None:
     assert users["command"] == ["python", "/etc/mlflow/create-users.py"]
     assert "./mlflow/create-users.py:/etc/mlflow/create-users.py:ro" in users["volumes"]
     compile(MLFLOW_USERS.read_text(encoding="utf-8"), str(MLFLOW_USERS), "exec")
+
+
+def test_mlflow_users_creates_the_accounts_and_resets_their_passwords() -> None:
+    """docker/mlflow/create-users.py against a stand-in for MLflow's users API."""
+    import base64
+    import http.server
+    import json
+    import threading
+
+    users: dict[str, str] = {}
+    admin = "Basic " + base64.b64encode(b"admin:adminpw").decode()
+
+    class UsersApi(http.server.BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self, method: str) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.headers.get("Authorization") != admin:
+                return self._answer(401, {"error_code": "UNAUTHENTICATED"})
+            name = body["username"]
+            if (method, self.path) == ("POST", "/api/2.0/mlflow/users/create"):
+                if name in users:
+                    return self._answer(400, {"error_code": "RESOURCE_ALREADY_EXISTS"})
+            elif (method, self.path) != ("PATCH", "/api/2.0/mlflow/users/update-password"):
+                return self._answer(404, {"error_code": "ENDPOINT_NOT_FOUND"})
+            users[name] = body["password"]
+            return self._answer(200, {"user": {"username": name}})
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), UsersApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(
+        os.environ,
+        MLFLOW_URL=f"http://127.0.0.1:{server.server_address[1]}",
+        MLFLOW_AUTH_ADMIN_USERNAME="admin",
+        MLFLOW_AUTH_ADMIN_PASSWORD="adminpw",
+        ETA_MLFLOW_SERVE_USER="eta-serve",
+        ETA_MLFLOW_SERVE_PASSWORD="s1",
+        ETA_MLFLOW_PIPELINE_USER="eta-pipeline",
+        ETA_MLFLOW_PIPELINE_PASSWORD="p1",
+    )
+
+    def run(**changes: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(MLFLOW_USERS)],
+            env=dict(env, **changes),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        first = run()
+        assert first.returncode == 0, first.stderr
+        assert users == {"eta-serve": "s1", "eta-pipeline": "p1"}
+        again = run(ETA_MLFLOW_SERVE_PASSWORD="s2")  # rotation
+        assert again.returncode == 0 and "password set" in again.stdout, again.stderr
+        assert users == {"eta-serve": "s2", "eta-pipeline": "p1"}
+        refused = run(MLFLOW_AUTH_ADMIN_PASSWORD="wrong")
+        assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+        assert "wrong" not in refused.stderr + refused.stdout
+        assert "s2" not in again.stdout + again.stderr, "a password was printed"
+    finally:
+        server.shutdown()
 
 
 def test_each_container_gets_its_own_database_role() -> None:
