@@ -24,9 +24,11 @@ def _version(value: bool) -> None:
 def build_app() -> typer.Typer:
     """Assemble the CLI; command modules import their heavy libraries lazily."""
     from eta_cli.commands import config as config_cmd
+    from eta_cli.commands.options import EtaCommand, EtaGroup
 
     app = typer.Typer(
         name="eta",
+        cls=EtaGroup,
         help="The ML lifecycle of a food-delivery ETA model: ingest, train, register, "
         "monitor drift, serve.",
         no_args_is_help=True,
@@ -61,26 +63,26 @@ def build_app() -> typer.Typer:
     app.add_typer(config_cmd.app, name="config")
     from eta_cli.commands import ingest as ingest_cmd
 
-    app.command("ingest", help=ingest_cmd.HELP)(ingest_cmd.ingest_command)
+    app.command("ingest", cls=EtaCommand, help=ingest_cmd.HELP)(ingest_cmd.ingest_command)
     from eta_cli.commands import predict as predict_cmd
     from eta_cli.commands import serve as serve_cmd
 
-    app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve_command)
-    app.command("predict", help=predict_cmd.HELP)(predict_cmd.predict_command)
+    app.command("serve", cls=EtaCommand, help=serve_cmd.HELP)(serve_cmd.serve_command)
+    app.command("predict", cls=EtaCommand, help=predict_cmd.HELP)(predict_cmd.predict_command)
     from eta_cli.commands import register as register_cmd
     from eta_cli.commands import train as train_cmd
 
-    app.command("train", help=train_cmd.HELP)(train_cmd.train_command)
-    app.command("register", help=register_cmd.HELP)(register_cmd.register_command)
+    app.command("train", cls=EtaCommand, help=train_cmd.HELP)(train_cmd.train_command)
+    app.command("register", cls=EtaCommand, help=register_cmd.HELP)(register_cmd.register_command)
     from eta_cli.commands import drift as drift_cmd
 
-    app.command("drift-report", help=drift_cmd.HELP)(drift_cmd.drift_report_command)
+    app.command("drift-report", cls=EtaCommand, help=drift_cmd.HELP)(drift_cmd.drift_report_command)
     from eta_cli.commands import pipeline as pipeline_cmd
 
-    app.command("pipeline", help=pipeline_cmd.HELP)(pipeline_cmd.pipeline_command)
+    app.command("pipeline", cls=EtaCommand, help=pipeline_cmd.HELP)(pipeline_cmd.pipeline_command)
     from eta_cli.commands import doctor as doctor_cmd
 
-    app.command("doctor", help=doctor_cmd.HELP)(doctor_cmd.doctor_command)
+    app.command("doctor", cls=EtaCommand, help=doctor_cmd.HELP)(doctor_cmd.doctor_command)
     return app
 
 

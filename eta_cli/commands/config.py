@@ -9,10 +9,12 @@ from eta_cli import config
 from eta_cli.commands import options
 from eta_cli.commands._common import console, print_json, settings_from
 
-app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect the effective configuration.", no_args_is_help=True, cls=options.EtaGroup
+)
 
 
-@app.command("show")
+@app.command("show", cls=options.EtaCommand)
 def show(
     ctx: typer.Context,
     as_json: bool = options.json_output(),

@@ -36,7 +36,7 @@ def ingest_command(
         show_default=False,
     ),
     as_json: bool = options.json_output(),
-    engine: str = options.engine("dask: one task per file."),
+    engine: options.Engine = options.engine("dask: one task per file."),
     scheduler: str | None = options.scheduler(),
 ) -> None:
     """Validate, clean and publish orders."""

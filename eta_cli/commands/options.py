@@ -8,9 +8,15 @@ or replace a help text whose wording is its own, but never re-declares the flag.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+# Closed sets of values as Literal types: Typer turns them into choices, so `--help` lists
+# them, a wrong value is refused with the allowed ones, and shell completion offers them.
+Engine = Literal["local", "dask"]
+OutputFormat = Literal["auto", "table", "json"]
 
 ENGINE_HELP = "local: this process; dask: a Dask cluster (see --scheduler)."
 SCHEDULER_HELP = (
@@ -20,13 +26,39 @@ SCHEDULER_HELP = (
 )
 
 
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Give every on/off flag an empty metavar: Typer's Rich help would otherwise show
+    ``--json <bool>``, which reads as if the flag took a value (``--json true`` fails)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class EtaCommand(TyperCommand):
+    """A command whose flags (``--json``, ``--force``, ``--help``) show as plain flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The parameters Typer would give, with flags displayed without a type."""
+        return _plain_flags(super().get_params(ctx))
+
+
+class EtaGroup(TyperGroup):
+    """A command group (``eta``, ``eta config``) with the same plain flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The parameters Typer would give, with flags displayed without a type."""
+        return _plain_flags(super().get_params(ctx))
+
+
 def json_output(help: str = "Print one JSON object.") -> Any:
     """``--json``: one JSON object on stdout instead of the table (for scripts)."""
     return typer.Option(False, "--json", help=help)
 
 
 def engine(detail: str) -> Any:
-    """``--engine local|dask``; ``detail`` says what the Dask engine does for this command."""
+    """``--engine local|dask`` (annotate the parameter :data:`Engine`, so the values are
+    completed and checked); ``detail`` says what the Dask engine does for this command."""
     return typer.Option("local", "--engine", help=f"{ENGINE_HELP} {detail}")
 
 

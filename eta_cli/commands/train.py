@@ -36,7 +36,7 @@ def train_command(
     seed: int = options.seed(42, "Seed for folds, sampling, XGBoost and Optuna."),
     experiment: str | None = options.experiment(),
     as_json: bool = options.json_output(),
-    engine: str = options.engine("dask: reads Parquet (local or s3://), xgboost.dask."),
+    engine: options.Engine = options.engine("dask: reads Parquet (local or s3://), xgboost.dask."),
     scheduler: str | None = options.scheduler(),
 ) -> None:
     """Train, evaluate on the most recent orders, log the runs and the model to MLflow."""
