@@ -70,6 +70,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     reload_interval_s: float = 30.0
     prediction_log_queue: int = 10_000
+    # Bearer token of POST /reload and every state-changing route; empty: those routes are off.
+    admin_token: str = field(default="", repr=False)  # never in a repr, a log or a traceback
     # Monitoring.
     drift_sample_rows: int = 20_000
     drift_share_threshold: float = 0.3
@@ -157,6 +159,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "max_body_bytes": ("ETA_MAX_BODY_BYTES",),
     "reload_interval_s": ("ETA_RELOAD_INTERVAL_S",),
     "prediction_log_queue": ("ETA_PREDICTION_LOG_QUEUE",),
+    "admin_token": ("ETA_ADMIN_TOKEN",),
     "drift_sample_rows": ("ETA_DRIFT_SAMPLE_ROWS",),
     "drift_share_threshold": ("ETA_DRIFT_SHARE_THRESHOLD",),
     "alert_webhook": ("ETA_ALERT_WEBHOOK",),

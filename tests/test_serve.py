@@ -417,10 +417,22 @@ class FakeRegistry:
         return fake_loaded(version, scale=1.0 if version == "1" else 2.0, uri=uri)
 
 
+TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def admin_client(settings, provider):
+    """A test client of an app with an admin token, sending it on every request."""
+    app = create_app(settings.replace(admin_token=TOKEN), provider)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = ADMIN["Authorization"]
+    return client
+
+
 def test_reload_swaps_when_the_alias_moves_and_survives_an_unreachable_registry(settings):
     registry = FakeRegistry()
     provider = ModelProvider(settings, loader=registry.load, resolver=registry.resolve)
-    client = create_app(settings, provider).test_client()
+    client = admin_client(settings, provider)
     assert client.post("/reload").get_json()["status"] == "loaded"
     assert post(client, ORDER).get_json()["model_version"] == "1"
     assert client.post("/reload").get_json()["status"] == "unchanged"
@@ -472,11 +484,99 @@ def test_no_model_in_registry_is_reported(settings):
     registry = FakeRegistry()
     registry.alias_version = None
     provider = ModelProvider(settings, loader=registry.load, resolver=registry.resolve)
-    client = create_app(settings, provider).test_client()
+    client = admin_client(settings, provider)
     client.post("/reload")
     response = client.get("/ready")
     assert response.status_code == 503
     assert "has alias 'champion'" in response.get_json()["reason"]
+
+
+def test_reload_is_off_without_a_configured_token(settings):
+    registry = FakeRegistry()
+    provider = ModelProvider(settings, loader=registry.load, resolver=registry.resolve)
+    client = create_app(settings, provider).test_client()  # no ETA_ADMIN_TOKEN
+    for headers in ({}, ADMIN, {"Authorization": "Bearer "}):
+        response = client.post("/reload", headers=headers)
+        assert response.status_code == 403
+        body = response.get_json()
+        assert body["error"] == "admin routes are off"
+        assert body["details"][0]["field"] == "Authorization"
+        assert "ETA_ADMIN_TOKEN" in body["details"][0]["problem"]
+    assert registry.loads == 0 and provider.current is None  # nothing happened
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (None, "missing"),
+        ("Basic dXNlcjpwYXNz", "not a Bearer token"),
+        ("Bearer", "not a Bearer token"),
+        ("Bearer wrong-token", "wrong token"),
+        (f"Bearer {TOKEN}x", "wrong token"),
+        ("Bearer t\u00f6ken-\u00e9", "wrong token"),  # non-ASCII: refused, not a 500
+    ],
+)
+def test_reload_needs_the_right_bearer_token(settings, header, problem):
+    registry = FakeRegistry()
+    provider = ModelProvider(settings, loader=registry.load, resolver=registry.resolve)
+    client = create_app(settings.replace(admin_token=TOKEN), provider).test_client()
+    headers = {} if header is None else {"Authorization": header}
+    response = client.post("/reload", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.get_json()["details"][0] == {
+        "field": "Authorization",
+        "problem": problem,
+        "allowed": "Authorization: Bearer <ETA_ADMIN_TOKEN>",
+    }
+    assert registry.loads == 0 and provider.current is None
+    ok = client.post("/reload", headers={"Authorization": f"bearer {TOKEN}"})
+    assert ok.status_code == 200 and ok.get_json()["status"] == "loaded"
+
+
+def test_concurrent_reloads_join_one_check_and_start_one_thread(settings):
+    """30 reloads while a slow load runs: one load, one reload thread, the same answer."""
+    registry = FakeRegistry()
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_load(settings, uri):
+        started.set()
+        release.wait(10)
+        return registry.load(settings, uri)
+
+    provider = ModelProvider(settings, loader=slow_load, resolver=registry.resolve)
+    client = admin_client(settings, provider)
+    answers: list[dict] = []
+
+    def call():
+        answers.append(client.post("/reload").get_json())
+
+    callers = [threading.Thread(target=call) for _ in range(30)]
+    for t in callers:
+        t.start()
+    assert started.wait(10)
+    time.sleep(0.2)  # every caller has arrived and joined the running check
+    reload_threads = [t for t in threading.enumerate() if t.name == "eta-reload"]
+    assert len(reload_threads) == 1
+    release.set()
+    for t in callers:
+        t.join(10)
+    assert registry.loads == 1
+    assert len(answers) == 30 and {a["status"] for a in answers} == {"loaded"}
+    # The poller joins the same way: a check while none runs is a fresh one, unchanged.
+    assert provider.check_once().status == "unchanged" and registry.loads == 1
+
+
+def test_reload_of_a_pinned_version_is_a_no_op(settings):
+    registry = FakeRegistry()
+    provider = ModelProvider(settings, "models:/eta/1", loader=registry.load)
+    client = admin_client(settings, provider)
+    assert client.post("/reload").get_json()["status"] == "loaded"
+    for _ in range(5):
+        body = client.post("/reload").get_json()
+        assert body["status"] == "unchanged" and body["version"] == "1"
+    assert registry.loads == 1
 
 
 # --- the lean XGBoost call ---------------------------------------------------------

@@ -84,7 +84,10 @@ def finish_request(response: Response) -> Response:
 
 def api_error(exc: ApiError) -> Response:
     """A request the API refused: its status and the problems found, field by field."""
-    return error_response(exc.status, exc.message, exc.details)
+    response = error_response(exc.status, exc.message, exc.details)
+    if exc.status == 401:  # RFC 6750: say which scheme the route takes
+        response.headers["WWW-Authenticate"] = 'Bearer realm="eta"'
+    return response
 
 
 def http_error(exc: HTTPException) -> Response:

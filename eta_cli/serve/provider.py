@@ -41,6 +41,14 @@ def name_label(loaded: LoadedModel) -> str:
     return loaded.name or "local"
 
 
+class _Flight:
+    """One registry check in progress; every caller that arrives meanwhile waits for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: ReloadResult | None = None
+
+
 @dataclass
 class ReloadResult:
     """What one registry check or ``POST /reload`` did, as the /reload answer shows it."""
@@ -85,6 +93,7 @@ class ModelProvider:
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()  # guards the swap and its bookkeeping
         self._reload_lock = threading.Lock()  # one check/load at a time
+        self._flight: _Flight | None = None  # the check running now (single flight)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loaded_at: str | None = None
@@ -119,6 +128,13 @@ class ModelProvider:
     def polling(self) -> bool:
         """Whether the alias is watched: a models:/NAME@ALIAS URI, not a fixed model."""
         return self.alias_target is not None and not self._fixed
+
+    @property
+    def immutable(self) -> bool:
+        """Whether :attr:`model_uri` names a model that never changes (a pinned registry
+        version ``models:/NAME/3`` or a run's ``runs:/``): loading it again would only
+        cost time, so once it is loaded a reload is a no-op. A folder may be rewritten."""
+        return self.alias_target is None and self.model_uri.startswith(("models:/", "runs:/"))
 
     def swap(self, loaded: LoadedModel) -> LoadedModel | None:
         """Serve ``loaded`` from now on; return the previous model."""
@@ -161,7 +177,9 @@ class ModelProvider:
                 verdict = self._check_alias(*self.alias_target, current)
                 if verdict is not None:
                     return verdict
-            # A pinned version or a local folder is loaded at start and on POST /reload only.
+            if current is not None and self.immutable:
+                return ReloadResult("unchanged", current.version)
+            # A local folder is loaded at start and on POST /reload only.
             return self._load_and_swap(current)
 
     def _check_alias(
@@ -207,15 +225,52 @@ class ModelProvider:
         self.swap(loaded)
         return ReloadResult("loaded", loaded.version)
 
+    def _join_or_start(self, in_thread: bool) -> tuple[_Flight, bool]:
+        """The check in progress, or a new one; and whether this caller must run it.
+
+        Single flight: however many callers (``POST /reload``, the poller) arrive while
+        a check runs, they all wait for that one, so reloads never pile up threads or
+        load the same model twice. ``in_thread``: a new check runs in its own thread
+        (a request must not die with it), else the caller runs it.
+        """
+        with self._lock:
+            flight = self._flight
+            if flight is not None:
+                return flight, False
+            flight = self._flight = _Flight()
+        if in_thread:
+            threading.Thread(
+                target=self._fly, args=(flight,), name="eta-reload", daemon=True
+            ).start()
+            return flight, False
+        return flight, True
+
+    def _fly(self, flight: _Flight) -> None:
+        """Run the check of ``flight`` and hand its result to everyone waiting for it."""
+        result = ReloadResult("failed", message="the check stopped unexpectedly")
+        try:
+            result = self.check()
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.result = result
+            flight.done.set()
+
+    def check_once(self) -> ReloadResult:
+        """:meth:`check`, joined with any check already running (the poller's way)."""
+        flight, mine = self._join_or_start(in_thread=False)
+        if mine:
+            self._fly(flight)
+        flight.done.wait()
+        return flight.result or ReloadResult("failed")
+
     def reload_now(self, timeout: float = RELOAD_WAIT_S) -> ReloadResult:
-        """Run :meth:`check` now (``POST /reload``); give up waiting after ``timeout``."""
-        result: list[ReloadResult] = []
-        worker = threading.Thread(
-            target=lambda: result.append(self.check()), name="eta-reload", daemon=True
-        )
-        worker.start()
-        worker.join(timeout)
-        return result[0] if result else ReloadResult("in_progress", message="still loading")
+        """Check the registry now (``POST /reload``), joining a check already running;
+        ``in_progress`` when it takes longer than ``timeout`` (it goes on in the background)."""
+        flight, _ = self._join_or_start(in_thread=True)
+        if flight.done.wait(timeout) and flight.result is not None:
+            return flight.result
+        return ReloadResult("in_progress", message="still loading")
 
     def start(self) -> ModelProvider:
         """Load the model in the background, then poll the alias (if there is one)."""
@@ -228,7 +283,7 @@ class ModelProvider:
 
     def _run(self) -> None:
         interval = max(float(self.settings.reload_interval_s), 0.05)
-        self.check()
+        self.check_once()
         while True:
             if self._current is None:
                 wait = min(interval, INITIAL_RETRY_S)
@@ -238,7 +293,7 @@ class ModelProvider:
                 return  # loaded from a folder or a pinned version: nothing to poll
             if self._stop.wait(wait):
                 return
-            self.check()
+            self.check_once()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop polling; the model being served stays available."""

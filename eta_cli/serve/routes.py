@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from eta_cli import validation
 from eta_cli.orders import Problem
 from eta_cli.predict import format_predictions
+from eta_cli.serve.admin import admin_only
 from eta_cli.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eta_cli.serve.openapi import openapi_document
 from eta_cli.serve.prediction_log import LogEntry
@@ -155,8 +156,12 @@ def model() -> Response:
 
 
 @blueprint.post("/reload")
+@admin_only
 def reload() -> Response:
-    """Check the registry now: 200 done, 202 still loading, 503 failed (old model kept)."""
+    """Check the registry now: 200 done, 202 still loading, 503 failed (old model kept).
+
+    Needs the admin token; concurrent calls join the check already running.
+    """
     provider = _service()["provider"]
     result = provider.reload_now()
     status = {"in_progress": 202, "failed": 503}.get(result.status, 200)
