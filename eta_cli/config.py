@@ -70,12 +70,18 @@ class Settings:
     max_body_bytes: int = 1_048_576
     reload_interval_s: float = 30.0
     prediction_log_queue: int = 10_000
+    # Shadow scoring: the model under this alias also scores a share of requests, off the
+    # request path, and is logged as role 'challenger'. Empty: no shadow.
+    shadow_alias: str = "challenger"
+    shadow_sample: float = 1.0
     # Bearer token of POST /reload and every state-changing route; empty: those routes are off.
     admin_token: str = field(default="", repr=False)  # never in a repr, a log or a traceback
     # Monitoring.
     drift_sample_rows: int = 20_000
     drift_share_threshold: float = 0.3
     alert_webhook: str = ""
+    # Live evaluation (eta evaluate): joined orders the challenger needs to be promoted.
+    live_min_orders: int = 200
     # The local Dask cluster of ``--engine dask`` without ``--scheduler`` (0 or empty: sized
     # to this machine; see dask_engine.local_cluster_shape). Memory is per worker, e.g. "2GB".
     dask_workers: int = 0
@@ -159,15 +165,22 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "max_body_bytes": ("ETA_MAX_BODY_BYTES",),
     "reload_interval_s": ("ETA_RELOAD_INTERVAL_S",),
     "prediction_log_queue": ("ETA_PREDICTION_LOG_QUEUE",),
+    "shadow_alias": ("ETA_SHADOW_ALIAS",),
+    "shadow_sample": ("ETA_SHADOW_SAMPLE",),
     "admin_token": ("ETA_ADMIN_TOKEN",),
     "drift_sample_rows": ("ETA_DRIFT_SAMPLE_ROWS",),
     "drift_share_threshold": ("ETA_DRIFT_SHARE_THRESHOLD",),
     "alert_webhook": ("ETA_ALERT_WEBHOOK",),
+    "live_min_orders": ("ETA_LIVE_MIN_ORDERS",),
     "dask_workers": ("ETA_DASK_WORKERS",),
     "dask_threads_per_worker": ("ETA_DASK_THREADS_PER_WORKER",),
     "dask_memory_limit": ("ETA_DASK_MEMORY_LIMIT",),
     "debug": ("ETA_DEBUG",),
 }
+
+# Settings whose variable, set but empty, is a value (``ETA_SHADOW_ALIAS=`` turns the
+# shadow off) rather than "not set".
+EMPTY_IS_A_VALUE = frozenset({"shadow_alias"})
 
 SECRET_NAME = re.compile(r"(password|secret|token|key|webhook)", re.IGNORECASE)
 REDACTED = "***"
@@ -265,7 +278,7 @@ def load_settings(
     for name, env_names in ENV_VARS.items():
         for env_name in env_names:
             raw = env.get(env_name)
-            if raw not in (None, ""):
+            if raw not in (None, "") or (raw == "" and name in EMPTY_IS_A_VALUE):
                 values[name] = _coerce(name, raw, f"${env_name}")
                 sources[name] = f"${env_name}"
                 break
@@ -292,6 +305,29 @@ def debug_requested(environ: Mapping[str, str] | None = None) -> bool:
     return raw not in (None, "") and bool(_coerce("debug", raw, f"${name}"))
 
 
+# MLflow's own client variables that change how a registry request has to be made
+# (credentials, TLS, workspaces). MLflow reads them itself; the registry fast path
+# (eta_cli.registry_lookup) reads them here to make the same request, or to leave
+# the request to MLflow's client when it cannot.
+MLFLOW_CLIENT_VARS: tuple[str, ...] = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_AUTH",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+    "MLFLOW_WORKSPACE",
+    "MLFLOW_ENABLE_WORKSPACES",
+)
+
+
+def mlflow_client_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The :data:`MLFLOW_CLIENT_VARS` that are set (non-empty), by name."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in MLFLOW_CLIENT_VARS if env.get(name)}
+
+
 def validate(settings: Settings) -> None:
     """Refuse settings that cannot work, naming the setting and what is allowed."""
     checks = [
@@ -310,6 +346,8 @@ def validate(settings: Settings) -> None:
         (settings.ingest_chunk_rows >= 1, "ingest_chunk_rows must be at least 1"),
         (settings.promotion_margin >= 0, "promotion_margin must be >= 0"),
         (0 < settings.drift_share_threshold <= 1, "drift_share_threshold must be in (0, 1]"),
+        (0 <= settings.shadow_sample <= 1, "shadow_sample must be between 0 and 1"),
+        (settings.live_min_orders >= 1, "live_min_orders must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -131,9 +131,12 @@ class LocalPredictor:
 
     @classmethod
     def from_settings(cls, settings: Settings, model_uri: str | None = None) -> LocalPredictor:
-        from eta_cli import registry
+        """The model of ``model_uri`` (default: the champion), through the local cache of
+        registry models (:mod:`eta_cli.model_cache`): a one-off call starts in well under a
+        second when the registry confirms the cached version."""
+        from eta_cli import model_cache
 
-        return cls(registry.load_model(settings, model_uri))
+        return cls(model_cache.load_model(settings, model_uri))
 
     def predict(self, orders: Sequence[Any]) -> list[Outcome]:
         outcomes, good, records, ids = _validated(orders)
@@ -175,12 +178,22 @@ class RemotePredictor:
                     return
                 last = f"HTTP {response.status_code}: {response.text[:200]}"
             except requests.RequestException as exc:
-                last = str(exc)
+                last = self._unreachable(exc)
             if time.monotonic() >= deadline:
                 raise PredictError(
                     f"eta server at {self.url} not ready after {timeout:g} s ({last})"
                 )
             time.sleep(0.25)
+
+    def _unreachable(self, exc: Exception) -> str:
+        """What a failed connection means for the user, without the HTTP library's text."""
+        import requests
+
+        if isinstance(exc, requests.Timeout):
+            return f"{self.url} did not answer within {self.timeout:g} s: is it `eta serve`?"
+        if isinstance(exc, requests.ConnectionError):
+            return f"cannot reach {self.url}: is `eta serve` running?"
+        return f"cannot reach {self.url}: {type(exc).__name__}"
 
     def _post(self, orders: list[Any]) -> dict[str, Any]:
         import requests
@@ -190,7 +203,7 @@ class RemotePredictor:
                 f"{self.url}/predict", json={"orders": orders}, timeout=self.timeout
             )
         except requests.RequestException as exc:
-            raise PredictError(f"cannot reach the eta server at {self.url}: {exc}") from exc
+            raise PredictError(self._unreachable(exc)) from exc
         try:
             payload = response.json()
         except ValueError:
@@ -251,20 +264,9 @@ def read_orders_json(path: str) -> list[Any]:
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as whole:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) < 2:
-            raise PredictError(f"{path} is not valid JSON: {whole}") from None
-        data = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                data.append(json.loads(line, parse_constant=_refuse_constant))
-            except (ValueError, RecursionError) as exc:
-                raise PredictError(
-                    f"{path} line {number} is not valid JSON (JSON Lines expected): {exc}"
-                ) from None
-        return data
+        if not _looks_like_json_lines(text):
+            raise PredictError(f"{path} is not valid JSON: {_json_error_text(text, whole)}") from None
+        return _json_lines(path, text)
     if isinstance(data, dict) and validation.BATCH_KEY in data and len(data) == 1:
         data = data[validation.BATCH_KEY]
     if isinstance(data, dict):
@@ -274,6 +276,64 @@ def read_orders_json(path: str) -> list[Any]:
             raise PredictError(f"{path} holds an empty list: no orders")
         return data
     raise PredictError(f"{path} holds a JSON {type(data).__name__}: expected an order object")
+
+
+def _looks_like_json_lines(text: str) -> bool:
+    """Whether a file that is not one JSON document is meant as JSON Lines: its first
+    non-blank line is a whole JSON value and another line follows. A pretty-printed
+    object starts with a line such as ``{`` that is not, so its error is the document's."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        json.loads(lines[0], parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _json_lines(path: str, text: str) -> list[Any]:
+    """The values of a JSON Lines file; the first bad line is named with its column."""
+    data = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data.append(json.loads(line, parse_constant=_refuse_constant))
+        except (ValueError, RecursionError) as exc:
+            raise PredictError(
+                f"{path} is not valid JSON Lines (one order per line): "
+                f"{_json_error_text(line, exc, line_offset=number - 1)}"
+            ) from None
+    return data
+
+
+def _json_error_text(text: str, exc: BaseException, line_offset: int = 0) -> str:
+    """Where and what: 'line 10, column 24: ',' expected after this value' and the line.
+
+    Python's parser reports a missing comma at the next value, often on the next line;
+    the place to fix is just after the previous value, so that is the position given.
+    """
+    if not isinstance(exc, json.JSONDecodeError):
+        return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    pos, message = exc.pos, exc.msg
+    if message.startswith("Expecting ',' delimiter") or message.startswith(
+        "Expecting ':' delimiter"
+    ):
+        back = pos
+        while back > 0 and text[back - 1].isspace():
+            back -= 1
+        if back < pos:
+            pos = back
+            message = f"{message[10:13]} missing after this value"
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    source = text.splitlines()[line - 1] if text.splitlines() else ""
+    shown = source.strip()
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    where = f"line {line + line_offset}, column {column}: {message}"
+    return f"{where}\n  {shown}" if shown else where
 
 
 def _refuse_constant(name: str) -> Any:
