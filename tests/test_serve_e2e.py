@@ -63,7 +63,7 @@ def test_concurrent_load_with_a_model_swap(settings):
     provider = ModelProvider(settings, loader=registry.load, resolver=registry.resolve)
     provider.check()
     plog = PredictionLog(settings.effective_database_url, 100_000).start()
-    app = create_app(settings, provider, plog)
+    app = create_app(settings.replace(admin_token="e2e-token"), provider, plog)
     expected = {"1": expected_answers("1"), "2": expected_answers("2")}
     assert expected["1"][0]["eta_p50_s"] != expected["2"][0]["eta_p50_s"]
 
@@ -97,7 +97,8 @@ def test_concurrent_load_with_a_model_swap(settings):
         for _ in range(n_threads * per_thread // 3):  # a third of the way through
             assert done.acquire(timeout=60)
         registry.version = "2"
-        swap = requests.post(f"{server.url}/reload", timeout=30)
+        admin = {"Authorization": "Bearer e2e-token"}
+        swap = requests.post(f"{server.url}/reload", headers=admin, timeout=30)
         assert swap.status_code == 200 and swap.json()["status"] == "loaded"
         for thread in threads:
             thread.join(120)
