@@ -7,6 +7,7 @@ still draw Evidently's widgets (checked in the rendered DOM) and a screenshot.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -90,3 +91,57 @@ def test_report_renders_offline_in_headless_chromium(settings: Settings, tmp_pat
         assert image.size == (1400, 2000)
         colours = image.convert("L").getextrema()
     assert colours[1] - colours[0] > 100  # not a blank page
+
+
+#: Hostile category values: one ends Evidently's data script and starts another; one
+#: opens an HTML comment inside the script (which would swallow the page's next script;
+#: it sorts after the first so that the first is the one a browser meets first).
+HOSTILE = (
+    "</script><script>document.title='pwned';"
+    "document.documentElement.setAttribute('data-pwned','1')</script>"
+)
+COMMENT = "~<!--<script>"
+
+
+def _page_data(page: str) -> str:
+    """The text of Evidently's data script, as a JavaScript engine would read it."""
+    start = page.index("<script>\n    var ") + len("<script>")
+    return page[start : page.index(";\n</script>", start)]
+
+
+@pytest.mark.slow
+def test_hostile_data_stays_text_in_the_report(settings: Settings, tmp_path: Path) -> None:
+    reference = tmp_path / "reference.parquet"
+    current = tmp_path / "current.parquet"
+    synthetic.generate_orders(2000, seed=0).to_parquet(reference)
+    orders = synthetic.generate_orders(1500, seed=1)
+    orders.loc[:200, "store_primary_category"] = HOSTILE
+    orders.loc[200:250, "store_primary_category"] = COMMENT
+    orders.to_parquet(current)
+    result = drift.drift_report(
+        settings, reference=str(reference), current=str(current), model=fake_loaded()
+    )
+    page = Path(result.html_path).read_text(encoding="utf-8")
+
+    # Nothing of the data can close or comment out a script: every "<" in it is escaped,
+    # and the values are intact once JavaScript reads the strings.
+    data = _page_data(page)
+    assert "<" not in data
+    assert HOSTILE.replace("<", "\\u003c") in data and COMMENT.replace("<", "\\u003c") in data
+    first = data.split(" = ", 1)[1].split(";\n    var additional_graphs_", 1)[0]
+    assert HOSTILE in json.dumps(json.loads(first), ensure_ascii=False)
+    assert page.count("</script>") == 4  # Evidently's own: data, global, library, draw
+
+    csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert csp and page.index(csp.group(0)) < page.index("<script>")
+    policy = csp.group(1)
+    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy.split(";")[1]
+    assert "unsafe-eval" not in policy and "connect-src 'none'" in policy
+
+    dom = _chromium(tmp_path, "--dump-dom", Path(result.html_path).resolve().as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "pwned</title>" not in dom.stdout and "data-pwned=" not in dom.stdout.split("<head>")[0]
+    assert "<html" in dom.stdout and 'data-pwned="1"' not in dom.stdout
+    match = re.search(r'<div id="root_[^"]+">(.*?)</div>\s*<script', dom.stdout, re.S)
+    assert match and "Share of Drifted Columns" in match.group(1)  # still renders under CSP
+    assert "store_primary_category" in match.group(1)

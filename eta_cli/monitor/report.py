@@ -9,8 +9,11 @@ Evidently does not show (sampling, quality, unseen stores, notes). The JSON is
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -116,9 +119,60 @@ def quality_html(q: Quality) -> str:
     )
 
 
+#: Where Evidently's standalone page embeds the report data: one ``<script>`` in the head
+#: holding ``var <id> = {JSON};`` and ``var additional_graphs_<id> = {JSON};``. Both
+#: markers contain a raw newline, which JSON text never does, so data cannot fake them.
+_DATA_START = "<script>\n    var "
+_DATA_END = ";\n</script>"
+_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+#: What the page may do: only its own inline scripts (by hash: an injected one would not
+#: run), inline styles (React and Plotly set them), the inlined font and data:/blob:
+#: images; no network, no forms, no plugins, no <base>.
+_CSP = (
+    "default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
+    "font-src data:; img-src data: blob:; connect-src 'none'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+
+def inert_html(document: str) -> str:
+    """Evidently's page made inert against hostile data values.
+
+    Evidently embeds its data as JSON inside a ``<script>``; a category such as
+    ``</script><script>…`` would end that script and start the attacker's. Every ``<``
+    inside the JSON becomes ``\\u003c`` (the same string to JavaScript, never markup to
+    the HTML parser), and a Content-Security-Policy meta tag allows only the page's own
+    scripts, by hash, so anything injected some other way does not run either. Refuses
+    (:class:`DriftInputError`) a page whose data block it cannot find rather than write
+    a report it could not make safe.
+    """
+    start = document.find(_DATA_START)
+    end = document.find(_DATA_END, start + len(_DATA_START))
+    head_end = document.find("</head>")
+    if start < 0 or end < 0 or head_end < 0 or not start < end < head_end:
+        raise DriftInputError(
+            "the drift report HTML has an unexpected layout (Evidently's data script not "
+            "found); not written, because its data could not be escaped"
+        )
+    body = start + len("<script>")
+    data = document[body:end].replace("<", "\\u003c")
+    document = document[:body] + data + document[end:]
+    hashes = " ".join(
+        "'sha256-{}'".format(
+            base64.b64encode(hashlib.sha256(m.group(1).encode("utf-8")).digest()).decode()
+        )
+        for m in _SCRIPT.finditer(document)
+    )
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{_CSP.format(hashes=hashes)}">'
+    head = document.find("<head>")
+    at = head + len("<head>") if head >= 0 else 0
+    return document[:at] + "\n" + meta + document[at:]
+
+
 def write_html(snapshot: Any, result: DriftResult, path: Path) -> None:
-    """Evidently's standalone HTML (scripts and font inlined) with our header on top."""
-    document = snapshot.get_html_str(as_iframe=False)
+    """Evidently's standalone HTML (scripts and font inlined), made inert
+    (:func:`inert_html`), with our header on top."""
+    document = inert_html(snapshot.get_html_str(as_iframe=False))
     header = summary_html(result)
     marker = "<body>"
     index = document.find(marker)
