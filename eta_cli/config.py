@@ -80,6 +80,10 @@ class Settings:
     drift_sample_rows: int = 20_000
     drift_share_threshold: float = 0.3
     alert_webhook: str = ""
+    # Evidently workspace (a folder; on the stack, the volume the UI shares): every drift
+    # report and live evaluation becomes a run of the model's project there. Empty: home.
+    workspace: str = ""
+    workspace_include_data: bool = False
     # Live evaluation (eta evaluate): joined orders the challenger needs to be promoted.
     live_min_orders: int = 200
     # The local Dask cluster of ``--engine dask`` without ``--scheduler`` (0 or empty: sized
@@ -119,6 +123,10 @@ class Settings:
     @property
     def effective_reports_dir(self) -> str:
         return self.reports_dir or str(self.home_path / "reports")
+
+    @property
+    def effective_workspace(self) -> str:
+        return self.workspace or str(self.home_path / "workspace")
 
     @property
     def effective_database_url(self) -> str:
@@ -171,6 +179,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "drift_sample_rows": ("ETA_DRIFT_SAMPLE_ROWS",),
     "drift_share_threshold": ("ETA_DRIFT_SHARE_THRESHOLD",),
     "alert_webhook": ("ETA_ALERT_WEBHOOK",),
+    "workspace": ("ETA_WORKSPACE",),
+    "workspace_include_data": ("ETA_WORKSPACE_INCLUDE_DATA",),
     "live_min_orders": ("ETA_LIVE_MIN_ORDERS",),
     "dask_workers": ("ETA_DASK_WORKERS",),
     "dask_threads_per_worker": ("ETA_DASK_THREADS_PER_WORKER",),
@@ -359,6 +369,12 @@ def validate(settings: Settings) -> None:
                 f"{name} = {getattr(settings, name)} (from {settings.sources[name]}) "
                 "is not a positive whole number"
             )
+    if "://" in settings.workspace:
+        raise ConfigError(
+            f"workspace = {settings.workspace!r} (from {settings.sources.get('workspace')}) "
+            "must be a folder path: Evidently's UI reads its workspace from a file system "
+            "(on the compose stack, the shared volume mounted at /workspace)"
+        )
     for name in ("tracking_uri", "database_url"):
         value = getattr(settings, name)
         if value.startswith("postgresql://") or value.startswith("postgres://"):
@@ -397,6 +413,7 @@ def describe(settings: Settings) -> list[tuple[str, Any, str]]:
         "data_uri": settings.effective_data_uri,
         "reports_dir": settings.effective_reports_dir,
         "database_url": settings.effective_database_url,
+        "workspace": settings.effective_workspace,
         "home": str(settings.home_path),
     }
     rows = []
