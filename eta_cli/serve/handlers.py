@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from eta_cli.orders import Problem
 from eta_cli.serve.events import access_logger, logger
 from eta_cli.serve.metrics import UNMATCHED_PATH
-from eta_cli.serve.responses import error_response
+from eta_cli.serve.responses import body_too_large, error_response
 from eta_cli.validation import ApiError
 
 # Same length as monitoring.predictions.request_id: a longer one could not be logged.
@@ -100,8 +100,7 @@ def http_error(exc: HTTPException) -> Response:
         allowed = sorted(getattr(exc, "valid_methods", None) or [])
         details = [Problem("method", f"{request.method} not allowed", ", ".join(allowed))]
     elif status == 413:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        details = [Problem("body", "too large", f"at most {limit} bytes")]
+        details = [body_too_large(current_app.config["MAX_CONTENT_LENGTH"])]
     response = error_response(status, (exc.name or "error").lower(), details)
     if status == 405 and getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)

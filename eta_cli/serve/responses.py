@@ -27,16 +27,19 @@ def respond(payload: Any, status: int = 200) -> Response:
     return Response(body, status=status, mimetype=JSON_MIMETYPE)
 
 
+def error_payload(message: str, details: list[Problem], request_id: str | None) -> dict[str, Any]:
+    """The one error body (also written by the server for requests the app never sees)."""
+    return {"error": message, "details": [d.to_dict() for d in details], "request_id": request_id}
+
+
 def error_response(status: int, message: str, details: list[Problem]) -> Response:
     """The one error body, carrying the request id the X-Request-ID header also gives."""
-    return respond(
-        {
-            "error": message,
-            "details": [d.to_dict() for d in details],
-            "request_id": getattr(g, "request_id", None),
-        },
-        status,
-    )
+    return respond(error_payload(message, details, getattr(g, "request_id", None)), status)
+
+
+def body_too_large(limit: int) -> Problem:
+    """The problem of a body over ``limit`` bytes, whether the app or the server saw it."""
+    return Problem("body", "too large", f"at most {limit} bytes")
 
 
 def no_model_loaded(provider: ModelProvider) -> ApiError:

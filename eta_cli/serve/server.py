@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from eta_cli.config import redact_url
 from eta_cli.errors import EtaError
+from eta_cli.serve import connections
 from eta_cli.serve.app import create_app
 from eta_cli.serve.events import log_event
 from eta_cli.serve.provider import ModelProvider
@@ -44,14 +45,13 @@ def create_server(app: Flask, settings: Settings, host: str, port: int, threads:
             port=port,
             threads=threads,
             ident="eta",
-            # Flask answers oversized bodies with a JSON 413; waitress only guards memory.
-            max_request_body_size=max(settings.max_body_bytes * 4, 1 << 20),
-            channel_timeout=60,
-            connection_limit=max(100, threads * 16),
-            clear_untrusted_proxy_headers=True,
+            # Why each of these: eta_cli.serve.connections (idle and slow clients, bodies).
+            **connections.server_options(settings.max_body_bytes),
         )
     except OSError as exc:
         raise EtaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    connections.enforce_deadlines(server, settings.max_body_bytes)
+    return server
 
 
 @contextmanager
