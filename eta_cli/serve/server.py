@@ -39,7 +39,7 @@ def create_server(app: Flask, settings: Settings, host: str, port: int, threads:
     from waitress import create_server as waitress_server
 
     try:
-        return waitress_server(
+        server = waitress_server(
             app,
             host=host,
             port=port,
