@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eta_cli import schema
@@ -55,6 +55,7 @@ __all__ = [
     "ORDER_COLUMNS",
     "ORDER_ID",
     "ORDER_ID_ALLOWED",
+    "PARTIAL_KEY",
     "REQUIRED_FIELDS",
     "TIMESTAMP_PATTERN",
     "ApiError",
@@ -69,6 +70,10 @@ __all__ = [
 ]
 
 BATCH_KEY = "orders"
+# ``{"orders": [...], "partial": true}``: answer the valid orders and mark the invalid ones
+# (HTTP 200) instead of refusing the whole batch with a 422, the default, which keeps a
+# client that does not read per-order errors from silently missing orders.
+PARTIAL_KEY = "partial"
 MAX_DETAILS = 100
 
 # Known but refused: the label is not known when the order is placed.
@@ -163,11 +168,37 @@ def validate_order(
 
 @dataclass
 class PredictRequest:
-    """The orders of one valid request: clean records, their ids, batch or single."""
+    """The orders of one valid request: clean records, their ids, batch or single.
+
+    A partial batch also carries the orders it refused, by position in the request
+    (``rejected``), so the answer can keep every order in the place it was sent.
+    """
 
     records: list[dict[str, Any]]
     order_ids: list[str | None]
     batch: bool
+    rejected: dict[int, tuple[str | None, list[Problem]]] = field(default_factory=dict)
+
+    def answers(self, predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One item per order sent, in order: its prediction, or its error and details."""
+        if not self.rejected:
+            return predictions
+        made = iter(predictions)
+        out = []
+        for index in range(len(predictions) + len(self.rejected)):
+            if index in self.rejected:
+                order_id, problems = self.rejected[index]
+                out.append(
+                    {
+                        "index": index,
+                        "order_id": order_id,
+                        "error": "invalid order",
+                        "details": [p.to_dict() for p in problems[:MAX_DETAILS]],
+                    }
+                )
+            else:
+                out.append(next(made))
+        return out
 
 
 def parse_json(raw: bytes) -> Any:
@@ -193,15 +224,32 @@ def parse_json(raw: bytes) -> Any:
 def parse_predict_request(body: Any, max_batch: int) -> PredictRequest:
     """Validate a decoded ``POST /predict`` body: one order, or ``{"orders": [...]}``."""
     if isinstance(body, dict) and BATCH_KEY in body:
-        extra = [k for k in body if k != BATCH_KEY]
+        extra = [k for k in body if k not in (BATCH_KEY, PARTIAL_KEY)]
         orders = body[BATCH_KEY]
+        partial = body.get(PARTIAL_KEY, False)
         if extra:
             raise ApiError(
                 422,
                 "invalid batch",
                 [
-                    Problem(k[:60], "unknown field in a batch", f"only '{BATCH_KEY}'")
+                    Problem(
+                        k[:60],
+                        "unknown field in a batch",
+                        f"only '{BATCH_KEY}' and '{PARTIAL_KEY}'",
+                    )
                     for k in extra[:MAX_DETAILS]
+                ],
+            )
+        if not isinstance(partial, bool):
+            raise ApiError(
+                422,
+                "invalid batch",
+                [
+                    Problem(
+                        PARTIAL_KEY,
+                        f"expected true or false, got {type_name(partial)}",
+                        "true (answer the valid orders) or false (the default: all or none)",
+                    )
                 ],
             )
         allowed = f"an array of 1 to {max_batch} order objects"
@@ -222,16 +270,18 @@ def parse_predict_request(body: Any, max_batch: int) -> PredictRequest:
         records: list[dict[str, Any]] = []
         ids: list[str | None] = []
         problems: list[Problem] = []
+        rejected: dict[int, tuple[str | None, list[Problem]]] = {}
         for i, order in enumerate(orders):
             record, order_id, found = validate_order(order, f"{BATCH_KEY}[{i}].")
             if found:
                 problems.extend(found)
+                rejected[i] = (order_id, found)
             else:
                 records.append(record)  # type: ignore[arg-type]
                 ids.append(order_id)
-        if problems:
+        if problems and not partial:
             raise _invalid(problems, "invalid orders")
-        return PredictRequest(records, ids, batch=True)
+        return PredictRequest(records, ids, batch=True, rejected=rejected)
     record, order_id, problems = validate_order(body)
     if problems:
         raise _invalid(problems, "invalid order")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,167 @@ def test_an_unknown_engine_names_the_flag_and_the_choices(capsys):
     code, _, err = run_cli(capsys, "train", "--engine", "spark")
     assert code == 2
     assert "--engine" in err and "local" in err and "dask" in err
+
+
+# --- JSON orders: errors on the right line, the same batch choice on both paths -------
+
+EXAMPLE = ROOT / "examples" / "order.json"
+
+
+def _without_comma_on_line(text: str, line_number: int) -> str:
+    lines = text.splitlines()
+    assert lines[line_number - 1].endswith(",")
+    lines[line_number - 1] = lines[line_number - 1][:-1]
+    return "\n".join(lines) + "\n"
+
+
+def test_malformed_json_is_blamed_on_the_line_with_the_mistake(tmp_path, capsys):
+    broken = tmp_path / "order.json"
+    broken.write_text(_without_comma_on_line(EXAMPLE.read_text(), 10))
+    code, out, err = run_cli(capsys, "predict", "--json", str(broken))
+    assert code == 2 and out == ""
+    line_10 = EXAMPLE.read_text().splitlines()[9]
+    column = len(line_10)  # just after the value that lacks its comma
+    assert f"is not valid JSON: line 10, column {column}: ',' missing after this value" in err
+    assert "JSON Lines" not in err and "Traceback" not in err
+
+
+def test_malformed_json_lines_name_the_line_and_column(tmp_path, capsys):
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text('{"market_id": 1}\n{"market_id": 2}\n{"market_id": 3,, "x": 1}\n')
+    code, _, err = run_cli(capsys, "predict", "--json", str(orders))
+    assert code == 2
+    assert "is not valid JSON Lines (one order per line): line 3, column 17:" in err
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    from helpers_model import tiny_model
+
+    return tiny_model().save(tmp_path / "model")
+
+
+def _orders_one_bad(n: int = 3) -> list[dict]:
+    from helpers_model import sample_orders
+
+    orders = sample_orders(n, seed=4, with_id=True)
+    orders[1] = {**orders[1], "total_onshift_dashers": "many"}
+    return orders
+
+
+def test_cli_batch_is_partial_by_default_and_all_or_nothing_with_strict(
+    tmp_path, tiny_model_dir, capsys
+):
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(_orders_one_bad()))
+    base = ["predict", "--json", str(path), "--model", str(tiny_model_dir), "--format", "json"]
+    code, out, _ = run_cli(capsys, *base)
+    answers = json.loads(out)["predictions"]
+    assert code == 1
+    assert [("eta_p50_s" in a, "error" in a) for a in answers] == [
+        (True, False),
+        (False, True),
+        (True, False),
+    ]
+    code, out, _ = run_cli(capsys, *base, "--strict")
+    answers = json.loads(out)["predictions"]
+    assert code == 1
+    assert not any("eta_p50_s" in a for a in answers)
+    assert answers[1]["error"].startswith("total_onshift_dashers: expected an integer")
+    assert "another order in the batch is invalid" in answers[0]["error"]
+
+
+def test_strict_is_for_json_orders_only(capsys):
+    code, _, err = run_cli(capsys, "predict", "--input", "a.csv", "--output", "b.csv", "--strict")
+    assert code == 2 and "--strict applies to --json orders" in err
+
+
+def test_server_batch_is_whole_by_default_and_partial_on_request(settings):
+    from helpers_model import FakeLoaded, tiny_model
+
+    from eta_cli.serve import ModelProvider, create_app
+
+    provider = ModelProvider.fixed(settings, FakeLoaded(tiny_model()))
+    client = create_app(settings, provider).test_client()
+    orders = _orders_one_bad()
+    whole = client.post("/predict", json={"orders": orders})
+    assert whole.status_code == 422
+    assert whole.get_json()["details"][0]["field"] == "orders[1].total_onshift_dashers"
+    partial = client.post("/predict", json={"orders": orders, "partial": True})
+    body = partial.get_json()
+    assert partial.status_code == 200 and body["rejected"] == 1
+    items = body["predictions"]
+    assert [("eta_p50_s" in i, "error" in i) for i in items] == [
+        (True, False),
+        (False, True),
+        (True, False),
+    ]
+    assert items[1]["index"] == 1 and items[1]["order_id"] == orders[1]["order_id"]
+    assert items[1]["details"][0]["field"] == "orders[1].total_onshift_dashers"
+    assert items[0]["order_id"] == orders[0]["order_id"]
+    all_bad = client.post("/predict", json={"orders": [orders[1]], "partial": True})
+    assert all_bad.status_code == 200 and all_bad.get_json()["rejected"] == 1
+    wrong = client.post("/predict", json={"orders": orders, "partial": "yes"})
+    assert wrong.status_code == 422
+    assert wrong.get_json()["details"][0]["field"] == "partial"
+
+
+def test_predict_url_to_a_dead_port_says_what_to_do(tmp_path, capsys):
+    from conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run_cli(capsys, "predict", "--json", str(EXAMPLE), "--url", url)
+    assert code == 2
+    assert f"cannot reach {url}: is `eta serve` running?" in err
+    assert "urllib3" not in err and "HTTPConnectionPool" not in err
+    code, _, err = run_cli(capsys, "predict", "--json", str(EXAMPLE), "--url", "localhost:9696")
+    assert code == 2 and "expected http://HOST:PORT" in err
+
+
+# --- layouts at 80 columns -------------------------------------------------------------
+
+
+def _lines_fit(text: str, width: int = 80) -> None:
+    assert text.strip(), "nothing printed"
+    assert all(len(line) <= width for line in text.splitlines()), text
+
+
+def test_predict_one_order_is_a_vertical_record_at_80_columns(
+    monkeypatch, tmp_path, tiny_model_dir, capsys
+):
+    monkeypatch.setenv("COLUMNS", "80")
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(_orders_one_bad(2)[0]))
+    code, out, _ = run_cli(
+        capsys, "predict", "--json", str(path), "--model", str(tiny_model_dir), "-f", "table"
+    )
+    assert code == 0
+    _lines_fit(out)
+    for name in ("eta_p50_s", "eta_p10_s", "eta_p90_s", "eta_quoted_s", "expected_delivery_at"):
+        assert name in out
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", out)
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_orders_one_bad(2)[1]))
+    code, out, _ = run_cli(
+        capsys, "predict", "--json", str(bad), "--model", str(tiny_model_dir), "-f", "table"
+    )
+    assert code == 1
+    _lines_fit(out)
+    assert "total_onshift_dashers" in out and "expected an integer" in out
+
+
+def test_predict_several_orders_keep_every_value_at_80_columns(
+    monkeypatch, tmp_path, tiny_model_dir, capsys
+):
+    monkeypatch.setenv("COLUMNS", "80")
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(_orders_one_bad(3)))
+    code, out, _ = run_cli(
+        capsys, "predict", "--json", str(path), "--model", str(tiny_model_dir), "-f", "table"
+    )
+    assert code == 1
+    _lines_fit(out)
+    assert len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", out)) == 2
+    assert "#1 total_onshift_dashers: expected an integer" in out
+

@@ -64,7 +64,7 @@ def test_read_orders_json_forms(tmp_path):
     [
         ("", "is empty"),
         ("{not json", "not valid JSON"),
-        ('{"a": 1}\n{broken', "line 2 is not valid JSON"),
+        ('{"a": 1}\n{broken', "not valid JSON Lines.*line 2, column 2"),
         ("[]", "empty list"),
         ("42", "expected an order object"),
     ],
@@ -144,7 +144,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path, capsys):
     path = write_json(tmp_path / "order.json", ORDERS[0])
     url = f"http://127.0.0.1:{free_port()}"
     code, _, err = run_cli(capsys, "predict", "--json", str(path), "--url", url)
-    assert code == 2 and "cannot reach the eta server" in err
+    assert code == 2 and f"cannot reach {url}: is `eta serve` running?" in err
 
 
 @pytest.mark.parametrize(

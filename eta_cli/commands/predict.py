@@ -71,12 +71,12 @@ def predict_command(
         "In-process model: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a "
         "local folder. Default: models:/<model_name>@champion."
     ),
-    engine: str = options.engine(
+    engine: options.Engine = options.engine(
         "dask: batch only; --input a folder or s3:// prefix, "
         "one Parquet file per input file under --output, same layout."
     ),
     scheduler: str | None = options.scheduler(),
-    output_format: str = typer.Option(
+    output_format: options.OutputFormat = typer.Option(
         "auto",
         "--format",
         "-f",
@@ -91,16 +91,28 @@ def predict_command(
         min=0,
         help="With --url: wait up to this many seconds for the server to be ready.",
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="--json: all or nothing, as the server's default: if any order is invalid, "
+        "predict none (exit 1 with the reasons). Default: predict the valid orders and mark "
+        "the invalid ones.",
+    ),
 ) -> None:
     """Predict JSON orders (printed) or a whole file (written), in-process or remotely."""
     _check_options(json_path, input_uri, output_uri, url, model, output_format)
+    if strict and json_path is None:
+        raise EtaError(
+            "--strict applies to --json orders; batch files keep each rejected row, with "
+            "its reason in the 'error' column"
+        )
     settings = settings_from(ctx)
     if dask_engine.check_engine(engine, scheduler) == "dask" and (json_path is not None or url):
         from eta_cli.predict.dask import FILES_ONLY
 
         raise EtaError(FILES_ONLY)
     if json_path is not None:
-        _predict_json(settings, json_path, url, model, wait, output_format)
+        _predict_json(settings, json_path, url, model, wait, output_format, strict)
         return
     from eta_cli.predict.files import predict_files
 
@@ -162,13 +174,14 @@ def _predict_json(
     model: str | None,
     wait: float,
     output_format: str,
+    strict: bool = False,
 ) -> None:
     """Predict the orders of a JSON file; exit 1 when any order was invalid."""
     from eta_cli import predict
 
     orders = predict.read_orders_json(json_path)  # read before loading any model
     predictor = _predictor(settings, url, model, wait)
-    outcomes = predictor.predict(orders)
+    outcomes = predictor.predict(orders, strict=strict)
     if _wants_json(output_format):
         print_json(
             {
@@ -214,33 +227,46 @@ def _print_batch_summary(summary: Any, output_format: str) -> None:
 
 
 def _print_table(outcomes: list[Any], predictor: Any) -> None:
+    """Readable at 80 columns: one order as a vertical record (every field on its own
+    line), several as one row each with the reasons for rejected orders listed below."""
     from rich.table import Table
 
     low, high = predictor.interval_fields or ("eta_p10_s", "eta_p90_s")
     title = f"model {predictor.model_name or 'local'} v{predictor.model_version or '-'}"
+    fields = ("eta_p50_s", low, high, "eta_quoted_s")
+    if len(outcomes) == 1:
+        outcome = outcomes[0]
+        table = Table(title=title, show_header=False)
+        table.add_column("field", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        table.add_row("order_id", outcome.order_id or "")
+        if outcome.prediction is None:
+            for problem in outcome.problems:
+                table.add_row(f"[red]{problem.field}[/]", f"{problem.problem}")
+        else:
+            for name in fields:
+                table.add_row(name, f"{outcome.prediction[name]:.1f}")
+            table.add_row("expected_delivery_at", outcome.prediction["expected_delivery_at"])
+        console.print(table)
+        return
     table = Table(title=title)
-    for name in ("#", "order_id", "eta_p50_s", low, high, "eta_quoted_s", "expected_delivery_at"):
-        table.add_column(name, justify="right" if name.startswith(("eta", "#")) else "left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("order_id", overflow="fold")
+    for name in fields:  # eta_p50_s -> p50 s: the short header keeps the row within 80
+        table.add_column(name.removeprefix("eta_").replace("_s", " s"), justify="right")
+    table.add_column("expected_delivery_at", no_wrap=True)
     for outcome in outcomes:
         p = outcome.prediction
         if p is None:
-            table.add_row(
-                str(outcome.index),
-                outcome.order_id or "",
-                f"[red]{outcome.error_text()}[/]",
-                "",
-                "",
-                "",
-                "",
-            )
+            table.add_row(str(outcome.index), outcome.order_id or "", "[red]invalid[/]", "", "")
             continue
         table.add_row(
             str(outcome.index),
             p.get("order_id") or "",
-            f"{p['eta_p50_s']:.1f}",
-            f"{p[low]:.1f}",
-            f"{p[high]:.1f}",
-            f"{p['eta_quoted_s']:.1f}",
+            *(f"{p[name]:.1f}" for name in fields),
             p["expected_delivery_at"],
         )
     console.print(table)
+    for outcome in outcomes:
+        if outcome.prediction is None:
+            console.print(f"[red]#{outcome.index}[/] {outcome.error_text()}", overflow="fold")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from eta_cli import validation
 from eta_cli.errors import EtaError
+from eta_cli.order_ids import record_order_ids
 from eta_cli.validation import ORDER_ID, interval_field
 
 if TYPE_CHECKING:
@@ -120,6 +121,22 @@ def _validated(orders: Sequence[Any]) -> tuple[list[Outcome], list[int], list[di
     return outcomes, good, records, ids
 
 
+def _hold_back(outcomes: list[Outcome], good: list[int], strict: bool) -> bool:
+    """Strict batches are all or nothing (the server's default): when any order is invalid,
+    the valid ones are not predicted either and say why. True when nothing is predicted."""
+    if not strict or len(good) == len(outcomes):
+        return False
+    for i in good:
+        outcomes[i].problems = [
+            validation.Problem(
+                "batch",
+                "not predicted: another order in the batch is invalid (strict)",
+                "a batch whose orders are all valid",
+            )
+        ]
+    return True
+
+
 class LocalPredictor:
     """Predicts in this process with a loaded model (same code path as the server)."""
 
@@ -138,9 +155,13 @@ class LocalPredictor:
 
         return cls(model_cache.load_model(settings, model_uri))
 
-    def predict(self, orders: Sequence[Any]) -> list[Outcome]:
+    def predict(self, orders: Sequence[Any], *, strict: bool = False) -> list[Outcome]:
+        """One outcome per order; ``strict``: none predicted when any is invalid."""
         outcomes, good, records, ids = _validated(orders)
-        if records:
+        if records and not _hold_back(outcomes, good, strict):
+            ids = record_order_ids(records, ids)  # derived for orders sent without one
+            for i, order_id in zip(good, ids, strict=True):
+                outcomes[i].order_id = order_id
             values = self.loaded.model.predict_records(records)
             for i, prediction in zip(
                 good, format_predictions(self.loaded, records, ids, values), strict=True
@@ -155,6 +176,8 @@ class RemotePredictor:
     def __init__(self, url: str, max_batch: int = 1000, timeout: float = REMOTE_TIMEOUT_S) -> None:
         import requests
 
+        if not url.lower().startswith(("http://", "https://")):
+            raise PredictError(f"--url {url!r}: expected http://HOST:PORT of an `eta serve`")
         self.url = url.rstrip("/")
         self.max_batch = max(1, max_batch)
         self.timeout = timeout
@@ -223,8 +246,11 @@ class RemotePredictor:
             )
         return payload
 
-    def predict(self, orders: Sequence[Any]) -> list[Outcome]:
+    def predict(self, orders: Sequence[Any], *, strict: bool = False) -> list[Outcome]:
+        """One outcome per order; ``strict``: none sent when any is invalid."""
         outcomes, good, _, _ = _validated(orders)
+        if _hold_back(outcomes, good, strict):
+            return outcomes
         for start in range(0, len(good), self.max_batch):
             chunk = good[start : start + self.max_batch]
             payload = self._post([orders[i] for i in chunk])
@@ -238,6 +264,8 @@ class RemotePredictor:
             self.model_version = payload.get("model_version")
             for i, prediction in zip(chunk, predictions, strict=True):
                 outcomes[i].prediction = prediction
+                if outcomes[i].order_id is None:  # the id the server derived
+                    outcomes[i].order_id = prediction.get(ORDER_ID)
             if self.interval_fields is None and predictions:
                 keys = [k for k in predictions[0] if k.startswith("eta_p") and k != "eta_p50_s"]
                 if len(keys) == 2:
@@ -265,7 +293,9 @@ def read_orders_json(path: str) -> list[Any]:
         data = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as whole:
         if not _looks_like_json_lines(text):
-            raise PredictError(f"{path} is not valid JSON: {_json_error_text(text, whole)}") from None
+            raise PredictError(
+                f"{path} is not valid JSON: {_json_error_text(text, whole)}"
+            ) from None
         return _json_lines(path, text)
     if isinstance(data, dict) and validation.BATCH_KEY in data and len(data) == 1:
         data = data[validation.BATCH_KEY]

@@ -21,7 +21,7 @@ from eta_cli.orders import (
     allowed_text,
 )
 from eta_cli.schema import Column
-from eta_cli.validation import BATCH_KEY, FORBIDDEN_FIELDS, interval_field
+from eta_cli.validation import BATCH_KEY, FORBIDDEN_FIELDS, PARTIAL_KEY, interval_field
 
 
 def _column_schema(column: Column) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def predict_operation(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
             "400": _error("Empty body or not JSON"),
             "413": _error(f"Body over {max_body_bytes} bytes or more than {max_batch} orders"),
             "415": _error("Content-Type is not application/json"),
-            "422": _error("An order is invalid; details name each field"),
+            "422": _error("An order is invalid (a batch: unless partial); details say which"),
             "503": _error("No model loaded yet"),
         },
     }
@@ -221,7 +221,14 @@ def request_schemas(max_batch: int) -> dict[str, Any]:
                     "items": _ref("Order"),
                     "minItems": 1,
                     "maxItems": max_batch,
-                }
+                },
+                PARTIAL_KEY: {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "false: one invalid order refuses the batch (422). true: "
+                    "the valid orders are answered (200) and each invalid one is an "
+                    "item with its error in its place; 'rejected' counts them.",
+                },
             },
             "required": [BATCH_KEY],
             "additionalProperties": False,
@@ -244,10 +251,24 @@ def answer_schemas(quantile_low: float, quantile_high: float) -> dict[str, Any]:
         "BatchPrediction": {
             "type": "object",
             "properties": {
-                "predictions": {"type": "array", "items": _ref("OrderPrediction")},
+                "predictions": {
+                    "type": "array",
+                    "items": {"oneOf": [_ref("OrderPrediction"), _ref("RejectedOrder")]},
+                },
+                "rejected": {"type": "integer", "description": "with partial: orders refused"},
                 **MODEL_PROPERTIES,
             },
             "required": ["predictions", *MODEL_PROPERTIES],
+        },
+        "RejectedOrder": {
+            "type": "object",
+            "properties": {
+                "index": {"type": "integer"},
+                "order_id": {"type": ["string", "null"]},
+                "error": {"type": "string"},
+                "details": {"type": "array", "items": _ref("Problem")},
+            },
+            "required": ["index", "error", "details"],
         },
         "Problem": {
             "type": "object",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, g, request
 
 from eta_cli import validation
+from eta_cli.order_ids import record_order_ids
 from eta_cli.orders import Problem
 from eta_cli.predict import format_predictions
 from eta_cli.serve.admin import admin_only
@@ -102,26 +103,38 @@ def _log_predictions(
 def predict() -> Response:
     """One order, or ``{"orders": [...]}``: predictions from one model, counted and logged."""
     parsed = _predict_request()
+    # An order sent without an id gets the id ingest will give its outcome.
+    parsed.order_ids = record_order_ids(parsed.records, parsed.order_ids)
     service = _service()
     provider = service["provider"]
     loaded = provider.current  # read once: a swap cannot mix models in this request
     if loaded is None:
         raise no_model_loaded(provider)
-    values = loaded.model.predict_records(parsed.records)
-    predictions = format_predictions(loaded, parsed.records, parsed.order_ids, values)
+    if parsed.records:
+        values = loaded.model.predict_records(parsed.records)
+        predictions = format_predictions(loaded, parsed.records, parsed.order_ids, values)
+    else:  # a partial batch whose every order was refused: nothing to score or log
+        values, predictions = None, []
     n = len(predictions)
     version = version_label(loaded)
     name = name_label(loaded)
     g.model_version = version
     g.n_orders = n
     service["metrics"].count_predictions(name, version, n)
-    _log_predictions(service["log"], parsed, values, name, version)
+    if n:
+        _log_predictions(service["log"], parsed, values, name, version)
+        shadow = service.get("shadow")
+        if shadow is not None:  # queued only: the challenger scores it off the request path
+            shadow.offer(g.request_id, parsed.records, parsed.order_ids, loaded)
     meta = {
         "model_name": loaded.name,
         "model_version": loaded.version,
         "request_id": g.request_id,
     }
     if parsed.batch:
+        if parsed.rejected:  # "partial": true, and some orders were refused
+            answers = parsed.answers(predictions)
+            return respond({"predictions": answers, "rejected": len(parsed.rejected), **meta})
         return respond({"predictions": predictions, **meta})
     return respond({**predictions[0], **meta})
 
@@ -152,7 +165,15 @@ def model() -> Response:
     loaded = provider.current
     if loaded is None:
         raise no_model_loaded(provider)
-    return respond({**model_info(loaded), **provider.status()})
+    payload = {**model_info(loaded), **provider.status()}
+    shadow = _service().get("shadow")
+    if shadow is not None:  # the challenger scored beside it (its answers go to the log only)
+        challenger = shadow.provider.current
+        payload["shadow"] = {
+            **shadow.status(),
+            "model": model_info(challenger) if challenger is not None else None,
+        }
+    return respond(payload)
 
 
 @blueprint.post("/reload")
@@ -166,14 +187,15 @@ def reload() -> Response:
     result = provider.reload_now()
     status = {"in_progress": 202, "failed": 503}.get(result.status, 200)
     loaded = provider.current
-    return respond(
-        {
-            **result.to_dict(),
-            "serving_version": loaded.version if loaded else None,
-            **provider.status(),
-        },
-        status,
-    )
+    payload = {
+        **result.to_dict(),
+        "serving_version": loaded.version if loaded else None,
+        **provider.status(),
+    }
+    shadow = _service().get("shadow")
+    if shadow is not None:  # the shadow alias is checked too; its outcome never fails this
+        payload["shadow"] = shadow.provider.reload_now().to_dict()
+    return respond(payload, status)
 
 
 @blueprint.get("/metrics")
