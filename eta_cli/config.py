@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from eta_cli.redact import REDACTED, redact_url  # the one implementation; re-exported here
 from eta_cli.errors import EtaError
 
 PROFILES_ENV = "ETA_PROFILE"
@@ -384,16 +385,14 @@ def validate(settings: Settings) -> None:
             )
 
 
-def redact_url(value: str) -> str:
-    """Hide the password in a URL such as ``postgresql+psycopg2://user:pw@host/db``."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return value
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
-    return value
+def _given(settings: Settings, name: str) -> str:
+    """' (got 99999 from $ETA_SERVE_PORT)': the value refused and where it was set, so the
+    user knows what to change (a command-line option is named by its command's own check)."""
+    if not hasattr(settings, name):
+        return ""
+    source = settings.sources.get(name, "default")
+    where = {"option": "the command line"}.get(source, source)
+    return f" (got {redact(name, getattr(settings, name))!r} from {where})"
 
 
 def redact(name: str, value: Any) -> Any:
