@@ -77,6 +77,9 @@ def build_app() -> typer.Typer:
     from eta_cli.commands import drift as drift_cmd
 
     app.command("drift-report", cls=EtaCommand, help=drift_cmd.HELP)(drift_cmd.drift_report_command)
+    from eta_cli.commands import evaluate as evaluate_cmd
+
+    app.command("evaluate", cls=EtaCommand, help=evaluate_cmd.HELP)(evaluate_cmd.evaluate_command)
     from eta_cli.commands import pipeline as pipeline_cmd
 
     app.command("pipeline", cls=EtaCommand, help=pipeline_cmd.HELP)(pipeline_cmd.pipeline_command)

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from eta_cli.redact import REDACTED, redact_url  # the one implementation; re-exported here
 from eta_cli.errors import EtaError
+from eta_cli.redact import REDACTED, redact_url  # the one implementation; re-exported here
 
 PROFILES_ENV = "ETA_PROFILE"
 CONFIG_DIR_ENV = "ETA_CONFIG_DIR"
@@ -56,6 +55,11 @@ class Settings:
     min_duration_s: int = 300
     max_duration_s: int = 14_400
     ingest_chunk_rows: int = 250_000
+    # One writer per lake: how long a second `eta ingest` waits for the lock before it gives
+    # up, and the lease of an S3 lock (renewed while the run lives; a crashed run's lock
+    # may be taken over once its lease has run out).
+    lake_lock_wait_s: float = 60.0
+    lake_lock_lease_s: float = 120.0
     # Training and the probabilistic ETA.
     quantile_low: float = 0.1
     quantile_high: float = 0.9
@@ -161,6 +165,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "min_duration_s": ("ETA_MIN_DURATION_S",),
     "max_duration_s": ("ETA_MAX_DURATION_S",),
     "ingest_chunk_rows": ("ETA_INGEST_CHUNK_ROWS",),
+    "lake_lock_wait_s": ("ETA_LAKE_LOCK_WAIT_S",),
+    "lake_lock_lease_s": ("ETA_LAKE_LOCK_LEASE_S",),
     "quantile_low": ("ETA_QUANTILE_LOW",),
     "quantile_high": ("ETA_QUANTILE_HIGH",),
     "quoted_quantile": ("ETA_QUOTED_QUANTILE",),
@@ -194,7 +200,6 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 EMPTY_IS_A_VALUE = frozenset({"shadow_alias"})
 
 SECRET_NAME = re.compile(r"(password|secret|token|key|webhook)", re.IGNORECASE)
-REDACTED = "***"
 
 
 def _field_types() -> dict[str, Any]:
@@ -261,8 +266,24 @@ def read_profile(
             return values, str(path)
     if profile == DEFAULT_PROFILE:
         return {}, "built-in"
-    searched = ", ".join(str(d) for d in config_dirs(config_dir))
-    raise ConfigError(f"profile {profile!r} not found: no {profile}.toml in {searched}")
+    searched = ", ".join(dict.fromkeys(str(d) for d in config_dirs(config_dir)))
+    raise ConfigError(
+        f"profile {profile!r} not found: the profiles that exist are "
+        f"{', '.join(available_profiles(config_dir))} (no {profile}.toml in {searched})"
+    )
+
+
+def available_profiles(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Every profile name that can be chosen: the built-in default and each profile file."""
+    names = {DEFAULT_PROFILE}
+    for directory in config_dirs(config_dir):
+        if directory.is_dir():
+            names.update(
+                path.stem
+                for path in directory.glob("*.toml")
+                if re.fullmatch(r"[A-Za-z0-9_-]+", path.stem)
+            )
+    return sorted(names)
 
 
 def load_settings(
@@ -355,6 +376,8 @@ def validate(settings: Settings) -> None:
         (settings.serve_threads >= 1, "serve_threads must be at least 1"),
         (settings.max_batch_orders >= 1, "max_batch_orders must be at least 1"),
         (settings.ingest_chunk_rows >= 1, "ingest_chunk_rows must be at least 1"),
+        (settings.lake_lock_wait_s >= 0, "lake_lock_wait_s must be 0 or more seconds"),
+        (settings.lake_lock_lease_s >= 1, "lake_lock_lease_s must be at least 1 second"),
         (settings.promotion_margin >= 0, "promotion_margin must be >= 0"),
         (0 < settings.drift_share_threshold <= 1, "drift_share_threshold must be in (0, 1]"),
         (0 <= settings.shadow_sample <= 1, "shadow_sample must be between 0 and 1"),
@@ -362,7 +385,7 @@ def validate(settings: Settings) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise ConfigError(message)
+            raise ConfigError(message + _given(settings, message.split()[0]))
     for name in ("dask_workers", "dask_threads_per_worker"):
         # 0 is the default ("sized to this machine"); set explicitly it must be a real count.
         if getattr(settings, name) < 1 and settings.sources.get(name, "default") != "default":

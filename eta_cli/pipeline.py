@@ -15,6 +15,12 @@ Steps, each logged as one line with its timing and summarised at the end:
    first model is trained (unless ``never``).
 4. **register** the new run with the champion/challenger gate.
 
+Before drift, an **evaluate** step (:mod:`eta_cli.monitor.evaluate`) joins the week's
+logged predictions with the delivered orders just ingested and compares champion and
+shadow challenger live; with ``live_promotion`` it promotes a challenger that won on
+enough orders (the policy of ``eta evaluate --promote``). It runs first so the
+challenger it measured is still the one under the alias (a retrain may replace it).
+
 A non-blocking ``flock`` on ``ETA_HOME/pipeline.lock`` keeps two runs from
 overlapping: the second one exits at once with :data:`EXIT_BUSY`.
 
@@ -22,7 +28,7 @@ Exit codes (:data:`EXIT_CODES`)::
 
     0   ok: nothing new or no drift (first model / --retrain always included)
     2   bad input or configuration, nothing done
-    3   drift; retrained and the new model was promoted to champion
+    3   a new champion: drift retrain promoted, or the challenger won live (--live-promotion on)
     4   drift; retrained, but the gate kept the old champion (challenger)
     5   drift; not retrained (--retrain never)
     6   a step failed (see its log line); other steps ran where they could
@@ -62,7 +68,9 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: cron wrappers treat it as "try again later"
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "ok: nothing new or no drift (first model / --retrain always included)",
     2: "bad input or configuration, nothing done",
-    EXIT_DRIFT_PROMOTED: "drift; retrained and the new model was promoted to champion",
+    EXIT_DRIFT_PROMOTED: (
+        "a new champion: drift retrain promoted, or the challenger won live (--live-promotion on)"
+    ),
     EXIT_DRIFT_NOT_PROMOTED: "drift; retrained, but the gate kept the old champion (challenger)",
     EXIT_DRIFT_NOT_RETRAINED: "drift; not retrained (--retrain never)",
     EXIT_STEP_FAILED: "a step failed (see its log line); other steps ran where they could",
@@ -112,6 +120,7 @@ class PipelineResult:
     dataset_drift: bool | None = None
     retrained: bool = False
     promoted: bool | None = None
+    live_promoted: bool = False  # the evaluate step promoted the challenger on live evidence
     exit_code: int = EXIT_OK
     seconds: float = 0.0
 
@@ -130,6 +139,7 @@ class PipelineResult:
             "dataset_drift": self.dataset_drift,
             "retrained": self.retrained,
             "promoted": self.promoted,
+            "live_promoted": self.live_promoted,
             "exit_code": self.exit_code,
             "summary": self.summary,
             "seconds": round(self.seconds, 3),
@@ -341,6 +351,7 @@ def run_pipeline(
     alert_webhook: str | None = None,
     trials: int = 0,
     max_rounds: int | None = None,
+    live_promotion: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> PipelineResult:
     """Ingest, drift-check against the champion, retrain and register per ``retrain``.
@@ -374,6 +385,7 @@ def run_pipeline(
             return step
 
         _ingest_step(settings, sources, inbox, synthetic, seed, drift, record)
+        _evaluate_step(settings, live_promotion, result, record)
         all_ids = _drift_step(settings, result, sample_rows, upload_s3, alert_webhook, record)
         drift_step = result.step("drift")
         champion_missing = bool(drift_step and drift_step.data.get("no_champion"))
@@ -439,6 +451,25 @@ def _ingest_step(
             {"ingest": outcome.to_dict()},
         )
     )
+
+
+def _evaluate_step(
+    settings: Settings, promote: bool, result: PipelineResult, record: Callable[[Step], Step]
+) -> None:
+    """Live evaluation (and, with ``promote``, promotion) of the shadow challenger."""
+    from eta_cli.monitor import evaluate
+
+    tick = time.perf_counter()
+    try:
+        outcome = evaluate.evaluate(settings, promote=promote)
+    except Exception as exc:  # logged as a failed step
+        record(Step("evaluate", "failed", time.perf_counter() - tick, _log_line(exc)))
+        return
+    result.live_promoted = outcome.promoted
+    status = "skipped" if outcome.message else "failed" if outcome.errors else "ok"
+    detail = f"live_promotion={'on' if promote else 'off'} {outcome.summary_line()}"
+    data = {"evaluate": outcome.to_dict()}
+    record(Step("evaluate", status, time.perf_counter() - tick, detail, data))
 
 
 def _champion_version(settings: Settings) -> str | None:
@@ -611,6 +642,8 @@ def _register_step(
 def _exit_code(result: PipelineResult) -> int:
     if any(s.status == "failed" for s in result.steps):
         return EXIT_STEP_FAILED
+    if result.live_promoted:  # a new champion, whatever drift did afterwards
+        return EXIT_DRIFT_PROMOTED
     if result.dataset_drift:
         if not result.retrained:
             return EXIT_DRIFT_NOT_RETRAINED

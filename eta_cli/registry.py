@@ -650,8 +650,9 @@ def _move_champion(
     )
 
 
-def promote(settings: Settings, version: str) -> RegisterResult:
-    """Move ``champion`` to ``version`` (roll back or forward), whatever the metrics say."""
+def promote(settings: Settings, version: str, *, reason: str | None = None) -> RegisterResult:
+    """Move ``champion`` to ``version`` (roll back or forward), whatever the metrics say;
+    ``reason`` (tagged on the version) says why when it is not a manual promotion."""
     from mlflow.exceptions import MlflowException
 
     from eta_cli import tracking
@@ -672,9 +673,8 @@ def promote(settings: Settings, version: str) -> RegisterResult:
     if mv.run_id:
         with contextlib.suppress(MlflowException):
             metrics = _test_metrics(client.get_run(mv.run_id))
-    return _move_champion(
-        client, name, str(mv.version), mv.run_id, f"promoted manually to v{mv.version}", metrics
-    )
+    reason = reason or f"promoted manually to v{mv.version}"
+    return _move_champion(client, name, str(mv.version), mv.run_id, reason, metrics)
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -19,7 +19,8 @@ overlapping runs. Local files already ingested by an earlier run are skipped.
 Exit codes:
   0   ok: nothing new or no drift (first model / --retrain always included)
   2   bad input or configuration, nothing done
-  3   drift; retrained and the new model was promoted to champion
+  3   a new champion: drift retrain promoted, or the challenger won live
+      (--live-promotion on)
   4   drift; retrained, but the gate kept the old champion (challenger)
   5   drift; not retrained (--retrain never)
   6   a step failed (see its log line); other steps ran where they could
@@ -59,6 +60,12 @@ def pipeline_command(
     max_rounds: int | None = options.max_rounds(
         None, "Boosting rounds cap when retraining. Default: train's own."
     ),
+    live_promotion: Literal["on", "off"] = typer.Option(
+        "off",
+        "--live-promotion",
+        help="on: the evaluate step promotes a shadow challenger that won on live orders "
+        "(the policy of `eta evaluate --promote`); off: it only reports.",
+    ),
     as_json: bool = options.json_output("Print the run summary as JSON."),
 ) -> None:
     from eta_cli import pipeline
@@ -77,6 +84,7 @@ def pipeline_command(
         alert_webhook=alert_webhook,
         trials=trials,
         max_rounds=max_rounds,
+        live_promotion=live_promotion == "on",
         log=_log,
     )
     if as_json:

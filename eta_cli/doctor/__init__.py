@@ -517,11 +517,14 @@ def _check_monitoring(settings: Settings, fix: bool) -> Verdict:
             raise Failed(f"cannot connect to {subject}: {reason}", _db_hint(reason, env)) from exc
         target = database.SCHEMA_VERSION
         if version is not None and version < target:
-            raise Failed(
-                f"{subject} has schema v{version}, older than this eta's v{target}",
-                "there is no automatic migration: back up the tables, drop them and run "
-                "`eta doctor --fix`, or run the eta release that created them",
-            )
+            if not fix:
+                raise Failed(
+                    f"{subject} has schema v{version}, older than this eta's v{target}",
+                    "`eta doctor --fix` migrates it in place (additive: new columns and "
+                    "tables, no row changed); run it once as the database owner",
+                )
+            database.ensure_schema(engine)
+            return Verdict(PASS, f"{subject}: migrated schema v{version} to v{target} (--fix)")
         if version is not None and version > target:
             raise Failed(
                 f"{subject} has schema v{version}, newer than this eta's v{target}",

@@ -286,7 +286,11 @@ def _logged_predictions(settings: Settings, start: datetime) -> tuple[list[Any],
             table.c.model_version,
             *(table.c[name] for name in PREDICTION_COLUMNS),
             table.c.features,
-        ).where(table.c.predicted_at >= start)
+        ).where(
+            table.c.predicted_at >= start,
+            # The answers clients got; a shadow challenger's are for `eta evaluate`.
+            table.c.role == database.ROLE_CHAMPION,
+        )
         with engine.connect() as conn:
             return list(conn.execute(query).mappings().all()), where
     except sa.exc.SQLAlchemyError as exc:

@@ -17,7 +17,10 @@ from eta_cli.errors import EtaError, first_line
 if TYPE_CHECKING:
     from eta_cli.config import Settings
 
-SCHEMA_VERSION = 1
+# 2: predictions.role (champion | challenger, for the shadow) and the live-evaluation tables.
+SCHEMA_VERSION = 2
+ROLE_CHAMPION = "champion"
+ROLE_CHALLENGER = "challenger"
 
 metadata = sa.MetaData()
 
@@ -49,6 +52,9 @@ predictions = sa.Table(
     sa.Column("eta_quoted_s", sa.Float, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("features", sa.JSON, nullable=False),
+    # Who made the prediction: the served model (its answer went to the client) or the
+    # shadow challenger. The default keeps rows of schema v1 and older writers correct.
+    sa.Column("role", sa.String(20), nullable=False, server_default=ROLE_CHAMPION),
 )
 
 drift_reports = sa.Table(
@@ -103,6 +109,59 @@ drift_columns = sa.Table(
 )
 
 
+# One row per `eta evaluate` run: the window and the paired champion/challenger verdict.
+live_evaluations = sa.Table(
+    "live_evaluations",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("predictions", sa.Integer, nullable=False),
+    sa.Column("joined_orders", sa.Integer, nullable=False),
+    sa.Column("champion_version", sa.String(50), nullable=True),
+    sa.Column("challenger_version", sa.String(50), nullable=True),
+    sa.Column("paired_orders", sa.Integer, nullable=False),
+    sa.Column("mae_difference_s", sa.Float, nullable=True),  # challenger minus champion
+    sa.Column("ci_low_s", sa.Float, nullable=True),
+    sa.Column("ci_high_s", sa.Float, nullable=True),
+    sa.Column("winner", sa.String(20), nullable=False),  # champion | challenger | undecided
+    sa.Column("promoted", sa.Boolean, nullable=False),
+)
+
+# Live quality per model version and role, one row each per `eta evaluate` run.
+live_quality = sa.Table(
+    "live_quality",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "evaluation_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("live_evaluations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("model_version", sa.String(50), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("orders", sa.Integer, nullable=False),
+    sa.Column("mae_s", sa.Float, nullable=False),
+    sa.Column("interval_coverage", sa.Float, nullable=False),
+    sa.Column("lateness_rate", sa.Float, nullable=False),
+    sa.Column("bias_s", sa.Float, nullable=False),
+)
+
+
 class MonitoringError(EtaError):
     """The monitoring database cannot be reached or used; the message names it."""
 
@@ -123,24 +182,48 @@ def engine_for(settings: Settings) -> sa.Engine:
 
 
 def ensure_schema(engine: sa.Engine) -> None:
-    """Create the tables on first use and record the schema version."""
+    """Create the tables on first use, migrate an older schema, record the version.
+
+    Migrations are additive only (v1 -> v2 adds ``predictions.role`` with a default that
+    is right for every v1 row), so older readers keep working. A role that may not alter
+    tables (the service's INSERT-only role) gets a message naming the fix.
+    """
     from datetime import UTC, datetime
 
+    shown = engine.url.render_as_string(hide_password=True)
     try:
         metadata.create_all(engine)
+        has_role = "role" in {c["name"] for c in sa.inspect(engine).get_columns("predictions")}
         with engine.begin() as conn:
             current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-            if current is None:
+            if not has_role:
+                _add_role_column(conn)
+            if current is None or not has_role:
                 conn.execute(
                     schema_version.insert().values(
                         version=SCHEMA_VERSION, applied_at=datetime.now(UTC)
                     )
                 )
     except sa.exc.SQLAlchemyError as exc:
-        raise MonitoringError(
-            f"monitoring database {engine.url.render_as_string(hide_password=True)}: "
-            f"{first_line(exc)}"
-        ) from exc
+        hint = ""
+        if "permission denied" in str(exc).lower() or "must be owner" in str(exc).lower():
+            hint = (
+                f" (schema v{SCHEMA_VERSION} adds predictions.role: run `eta doctor --fix` "
+                "once as the database owner)"
+            )
+        raise MonitoringError(f"monitoring database {shown}: {first_line(exc)}{hint}") from exc
+
+
+def _add_role_column(conn: sa.Connection) -> None:
+    """v1 -> v2: ``predictions.role``, every existing row being the served model's."""
+    column = predictions.c.role
+    type_sql = column.type.compile(dialect=conn.dialect)
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE {predictions.name} ADD COLUMN role {type_sql} "
+            f"NOT NULL DEFAULT '{ROLE_CHAMPION}'"
+        )
+    )
 
 
 def current_schema_version(engine: sa.Engine) -> int | None:

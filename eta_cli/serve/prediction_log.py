@@ -76,6 +76,7 @@ class LogEntry:
     records: Sequence[dict[str, Any]]
     order_ids: Sequence[str | None]
     values: Any  # ndarray (n, 4): p_low, p50, p_high, quoted seconds
+    role: str = "champion"  # champion: the answer served; challenger: the shadow's
 
     @property
     def rows(self) -> int:
@@ -92,6 +93,7 @@ def entry_rows(entry: LogEntry) -> list[dict[str, Any]]:
         "model_name": entry.model_name,
         "model_version": entry.model_version,
         "latency_ms": entry.latency_ms,
+        "role": entry.role,
     }
     rows = []
     for record, order_id, (p_low, p50, p_high, quoted) in zip(
@@ -131,6 +133,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "eta_quoted_s",
     "latency_ms",
     "features",
+    "role",
 )
 # How SQLAlchemy's SQLite dialect stores DateTime, so rows written here read back the same.
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -152,6 +155,7 @@ def entry_tuples(entry: LogEntry, sqlite: bool) -> list[tuple[Any, ...]]:
     head = (entry.request_id,)
     model = (entry.model_name, entry.model_version)
     latency = entry.latency_ms
+    role = entry.role
     out = []
     for record, order_id, (p_low, p50, p_high, quoted) in zip(
         entry.records, entry.order_ids, np.asarray(entry.values).tolist(), strict=True
@@ -177,6 +181,7 @@ def entry_tuples(entry: LogEntry, sqlite: bool) -> list[tuple[Any, ...]]:
                 quoted,
                 latency,
                 encode(features),
+                role,
             )
         )
     return out

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from eta_cli.config import Settings
+    from eta_cli.progress import ProgressCallback
 
 
 def check_model_uri(uri: str | None) -> None:
@@ -78,21 +79,31 @@ def serve(
     port: int | None = None,
     threads: int | None = None,
     ready: Callable[[str, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then finish in-flight requests and flush the prediction log."""
+    """Serve until SIGTERM/SIGINT, then finish in-flight requests and flush the prediction log.
+
+    ``progress`` hears what a person at the terminal must know beside the JSON log lines:
+    that there is no model to serve yet, and what to run to get one.
+    """
     from eta_cli.serve.prediction_log import PredictionLog
+    from eta_cli.serve.shadow import shadow_for
 
     check_model_uri(model_uri)
     host = host or settings.serve_host
     port = settings.serve_port if port is None else port
     threads = threads or settings.serve_threads
-    provider = ModelProvider(settings, model_uri)
+    provider = ModelProvider(settings, model_uri, progress=progress)
     plog = PredictionLog(settings.effective_database_url, settings.prediction_log_queue)
-    server = create_server(create_app(settings, provider, plog), settings, host, port, threads)
+    shadow = shadow_for(settings, provider, plog)
+    app = create_app(settings, provider, plog, shadow)
+    server = create_server(app, settings, host, port, threads)
     try:
         with stop_on_signals():
             plog.start()
             provider.start()
+            if shadow is not None:
+                shadow.start()
             bound_port = int(server.effective_port)
             log_event(
                 "listening",
@@ -100,6 +111,7 @@ def serve(
                 threads=threads,
                 model_uri=provider.model_uri,
                 polling=provider.polling,
+                shadow=shadow.provider.model_uri if shadow is not None else None,
                 prediction_log=redact_url(settings.effective_database_url),
             )
             if ready is not None:
@@ -108,5 +120,7 @@ def serve(
     finally:  # the signal handlers are restored first, as before the service started
         server.close()
         provider.stop()
+        if shadow is not None:
+            shadow.close()  # before the log closes: what it scored is still written
         plog.close()
         log_event("stopped", **plog.stats())
