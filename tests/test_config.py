@@ -173,7 +173,8 @@ def test_bad_values_name_the_setting_and_where_it_came_from(profiles):
 
 
 def test_unknown_profile_is_a_clear_error(profiles, capsys):
-    with pytest.raises(ConfigError, match=r"profile 'nope' not found: no nope.toml in "):
+    exists = r"profile 'nope' not found: the profiles that exist are .*local.* \(no nope.toml in "
+    with pytest.raises(ConfigError, match=exists):
         load_settings(profile="nope")
     with pytest.raises(ConfigError, match="not valid"):
         load_settings(profile="../etc/passwd")

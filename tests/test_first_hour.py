@@ -252,3 +252,48 @@ def test_predict_several_orders_keep_every_value_at_80_columns(
     assert len(re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", out)) == 2
     assert "#1 total_onshift_dashers: expected an integer" in out
 
+
+
+# --- eta serve before any eta register --------------------------------------------------
+
+
+def test_serve_before_register_says_so_once_and_stays_unready(tmp_path):
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from conftest import free_port, wait_for_port
+
+    port = free_port()
+    env = {**os.environ, "ETA_HOME": str(tmp_path / "fresh-home"), "ETA_RELOAD_INTERVAL_S": "0.2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eta_cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        deadline = time.monotonic() + 30
+        body: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5)
+                status = 200
+            except urllib.error.HTTPError as exc:
+                status, body = exc.code, json.loads(exc.read())
+            if "no champion" in (body.get("reason") or ""):
+                break
+            time.sleep(0.1)
+        assert status == 503
+        time.sleep(1.0)  # several polls of the alias: the line must still be said once
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    notice = "no champion for model 'eta' yet: run `eta train` and `eta register`"
+    plain = [line for line in err.splitlines() if not line.startswith("{")]
+    assert plain == [notice], err
+    assert body["reason"] == notice
+    assert proc.returncode == 0

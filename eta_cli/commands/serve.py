@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from eta_cli.commands import options
-from eta_cli.commands._common import settings_from
+from eta_cli.commands._common import progress_display, settings_from
 
 HELP = """Serve predictions over HTTP (Flask on waitress), port 9696 by default.
 
@@ -30,7 +30,12 @@ def serve_command(
         show_default=False,
     ),
     port: int | None = typer.Option(
-        None, "--port", help="TCP port. Default: serve_port (9696).", show_default=False
+        None,
+        "--port",
+        min=1,
+        max=65535,
+        help="TCP port. Default: serve_port (9696).",
+        show_default=False,
     ),
     threads: int | None = typer.Option(
         None,
@@ -49,6 +54,8 @@ def serve_command(
     settings = settings_from(ctx, serve_host=host, serve_port=port, serve_threads=threads)
     stop_logging = serve.configure_logging()
     try:
-        serve.serve(settings, model_uri=model)
+        # Messages only (no bars): "no champion ... yet" once, beside the JSON log lines.
+        with progress_display(bars_wanted=False) as report:
+            serve.serve(settings, model_uri=model, progress=report)
     finally:
         stop_logging()  # writes the last lines (shutdown, log flush) before exiting

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from eta_cli.errors import first_line
+from eta_cli.progress import report
+from eta_cli.redact import redact_url
 from eta_cli.serve.events import log_event
 from eta_cli.serve.lean import accelerate
 
@@ -23,12 +25,25 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from eta_cli.config import Settings
+    from eta_cli.progress import ProgressCallback
     from eta_cli.registry import LoadedModel
 
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 # Until the first model is loaded, retry at least this often.
 INITIAL_RETRY_S = 5.0
 RELOAD_WAIT_S = 60.0
+
+
+def _no_version_text(name: str, alias: str) -> str:
+    """Why nothing is served, with the commands that fix it for the champion."""
+    if alias == "champion":
+        return f"no champion for model {name!r} yet: run `eta train` and `eta register`"
+    return f"no version of model {name!r} has alias {alias!r}: see `eta register --list`"
+
+
+def _now() -> str:
+    """The time a state began, as answers show it (UTC, seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def version_label(loaded: LoadedModel) -> str:
@@ -80,6 +95,7 @@ class ModelProvider:
         *,
         loader: Callable[[Settings, str], LoadedModel] | None = None,
         resolver: Callable[[Settings, str, str], str | None] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.settings = settings
         self.model_uri = model_uri or f"models:/{settings.model_name}@champion"
@@ -89,6 +105,7 @@ class ModelProvider:
         )
         self._loader = loader
         self._resolver = resolver
+        self._progress = progress  # told once when the alias points at nothing
         self._fixed = False
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()  # guards the swap and its bookkeeping
@@ -188,15 +205,17 @@ class ModelProvider:
         """Resolve the alias; a result when there is nothing to load, None when a load is due.
 
         An unreachable registry is logged once per change of state, not on every
-        poll, and keeps the current model serving.
+        poll, and keeps the current model serving. Answers say only the state and
+        since when ("unreachable since ..."): the error's text (redacted) goes to the
+        service log, never to a public endpoint.
         """
         try:
             version = self._resolve(name, alias)
         except Exception as exc:
-            message = f"unreachable: {first_line(exc)}"
-            if self.registry != message:
+            if not self.registry.startswith("unreachable"):
                 log_event("registry_unreachable", error=first_line(exc))
-            self.registry = message
+                self.registry = f"unreachable since {_now()}"
+            message = f"registry {self.registry}"
             if current is None:
                 self.last_error = message
             return ReloadResult("failed", current and current.version, message)
@@ -204,7 +223,10 @@ class ModelProvider:
             log_event("registry_reachable")
         self.registry = "ok"
         if version is None:
-            message = f"no version of model {name!r} has alias {alias!r}"
+            message = _no_version_text(name, alias)
+            if self.last_error != message:  # once, not on every poll
+                log_event("no_model_version", name=name, alias=alias)
+                report(self._progress, "model", message=message)
             self.last_error = message
             return ReloadResult("failed", current and current.version, message)
         if current is not None and current.version == version:
@@ -216,9 +238,10 @@ class ModelProvider:
         try:
             loaded = self._load(self.model_uri)
         except Exception as exc:
-            self.last_error = f"could not load {self.model_uri}: {first_line(exc)}"
+            uri = redact_url(self.model_uri)
+            self.last_error = f"could not load {uri} at {_now()}; the service log says why"
             self.reloads["failed"] += 1
-            log_event("model_load_failed", uri=self.model_uri, error=first_line(exc))
+            log_event("model_load_failed", uri=uri, error=first_line(exc))
             return ReloadResult("failed", current and current.version, self.last_error)
         self.last_error = None
         self.reloads["loaded"] += 1
@@ -306,7 +329,7 @@ class ModelProvider:
         """What ``/ready`` and ``/model`` report about loading and the registry."""
         return {
             "registry": self.registry,
-            "model_uri": self.model_uri,
+            "model_uri": redact_url(self.model_uri),
             "polling": self.polling,
             "reload_interval_s": self.settings.reload_interval_s if self.polling else None,
             "loaded_at": self.loaded_at,
