@@ -1,9 +1,10 @@
 """Deliver a finished drift report: monitoring database rows, files, S3 upload, alert.
 
 The order matters. The database row goes first, so its id is in the files; then
-the HTML and JSON files; then the upload and the webhook alert. A failure to store
-or upload is recorded in ``result.errors`` (and an alert failure in
-``result.alert``) rather than raised, so the report is never lost; the files are
+the HTML file, the run in the Evidently workspace (:mod:`.workspace`, for ``eta ui``)
+and the JSON file, which names the run; then the upload and the webhook alert. A
+failure to store (database, workspace) or upload is recorded in ``result.errors`` (and
+an alert failure in ``result.alert``) rather than raised, so the report is never lost; the files are
 always written (see :attr:`DriftResult.exit_code`).
 """
 
@@ -43,6 +44,8 @@ def deliver(
         except EtaError as exc:
             result.errors.append(f"monitoring database: {exc} (report kept at {html_path})")
     report.write_html(snapshot, result, html_path)
+    if request.store:
+        _add_to_workspace(settings, request, result, snapshot)
     result.elapsed_s = time.perf_counter() - started
     report.write_json(result, json_path)
     if request.upload_s3:
@@ -52,6 +55,18 @@ def deliver(
         from eta_cli.monitor.alerts import post_webhook
 
         result.alert = post_webhook(webhook, alert_text(result)).to_dict()
+
+
+def _add_to_workspace(
+    settings: Settings, request: DriftRequest, result: DriftResult, snapshot: Any
+) -> None:
+    """The report as a run of the Evidently workspace (``eta ui``); a failure is recorded."""
+    from eta_cli.monitor import workspace
+
+    try:
+        result.workspace_run = workspace.add_drift_run(settings, result, snapshot, request).path
+    except EtaError as exc:
+        result.errors.append(f"{exc} (report kept at {result.html_path})")
 
 
 def _upload(settings: Settings, result: DriftResult) -> None:

@@ -71,7 +71,9 @@ class DriftRequest:
     pipeline`` passes the batch it just ingested, named by ``current_label``).
     ``model``: an already loaded ``registry.LoadedModel`` to score with instead of the
     champion; ``model_uri``: another registered model to take the reference from and
-    score with. ``store=False`` writes the files without a monitoring database row.
+    score with. ``store=False`` writes the files without a monitoring database row (and
+    without a workspace run). ``include_data`` keeps the compared orders in the Evidently
+    workspace run (None: ``settings.workspace_include_data``).
     """
 
     reference: str | None = None
@@ -85,6 +87,7 @@ class DriftRequest:
     model_uri: str | None = None
     current_label: str | None = None
     store: bool = True
+    include_data: bool | None = None
 
     def sample_limit(self, settings: Settings) -> int:
         """Rows kept per side (0 = all), checked: a tiny sample makes every test noise."""
@@ -160,6 +163,7 @@ class DriftResult:
     html_uri: str | None = None
     json_uri: str | None = None
     report_id: int | None = None
+    workspace_run: str | None = None  # the run's file in the Evidently workspace
     alert: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
     fail_on_drift: bool = False
@@ -240,6 +244,7 @@ class DriftResult:
                 "json": self.json_path,
                 "html_uri": self.html_uri,
                 "json_uri": self.json_uri,
+                "workspace_run": self.workspace_run,
             },
             "alert": self.alert,
             "errors": self.errors,
