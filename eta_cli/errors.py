@@ -21,12 +21,16 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-blank line of an exception's text, for a one-line message or log field.
 
     Drivers wrapped by SQLAlchemy keep their own message in ``exc.orig``; that one is
-    used because the wrapper repeats the SQL statement. Long texts are cut at ``limit``
-    characters so a huge driver message cannot flood a terminal or a log.
+    used because the wrapper repeats the SQL statement. Secrets are redacted
+    (:func:`eta_cli.redact.redact_text`: libraries quote the raw URL they were given,
+    password included), then long texts are cut at ``limit`` characters so a huge
+    driver message cannot flood a terminal or a log.
     """
+    from eta_cli.redact import redact_text
+
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc)
     for line in text.splitlines():
         if line.strip():
-            return line.strip()[:limit]
+            return redact_text(line.strip())[:limit]
     return type(exc).__name__

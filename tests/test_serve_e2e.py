@@ -259,7 +259,7 @@ def test_registry_unreachable_keeps_serving(settings, tmp_path):
     assert result.status == "failed"
     ready = client.get("/ready")
     assert ready.status_code == 200
-    assert ready.get_json()["registry"].startswith("unreachable: ")
+    assert ready.get_json()["registry"].startswith("unreachable since ")
     assert client.post("/predict", json=ORDERS[0]).get_json()["model_version"] == "1"
 
 

@@ -23,16 +23,23 @@ def log_event(event: str, **fields: Any) -> None:
 
 
 class JsonLineFormatter(logging.Formatter):
-    """Access lines are JSON already; other records become {"level", "logger", "message"}."""
+    """Access lines are JSON already; other records become {"level", "logger", "message"}.
+
+    Every line is redacted (:func:`eta_cli.redact.redact_text`) as it is written: a
+    library's message or a traceback can quote a URL with its password, and this is
+    the one place all of the service's lines pass through.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
+        from eta_cli.redact import redact_text
+
         message = record.getMessage()
         if message.startswith("{"):
-            return message
+            return redact_text(message)
         payload = {"level": record.levelname.lower(), "logger": record.name, "message": message}
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload)
+        return redact_text(json.dumps(payload))
 
 
 def configure_logging(level: int = logging.INFO) -> Callable[[], None]:

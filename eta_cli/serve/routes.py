@@ -18,6 +18,7 @@ from eta_cli import validation
 from eta_cli.order_ids import record_order_ids
 from eta_cli.orders import Problem
 from eta_cli.predict import format_predictions
+from eta_cli.redact import redact_url
 from eta_cli.serve.admin import admin_only
 from eta_cli.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eta_cli.serve.openapi import openapi_document
@@ -51,7 +52,7 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "version": loaded.version,
         "alias": loaded.alias,
         "run_id": loaded.run_id,
-        "uri": loaded.uri,
+        "uri": redact_url(loaded.uri),
         "trained_at": loaded.trained_at,
         "metrics": loaded.metrics,
         "quantiles": {
