@@ -86,6 +86,9 @@ def build_app() -> typer.Typer:
     from eta_cli.commands import doctor as doctor_cmd
 
     app.command("doctor", cls=EtaCommand, help=doctor_cmd.HELP)(doctor_cmd.doctor_command)
+    from eta_cli.commands import ui as ui_cmd
+
+    app.command("ui", cls=EtaCommand, help=ui_cmd.HELP)(ui_cmd.ui_command)
     return app
 
 
