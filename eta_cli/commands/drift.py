@@ -14,7 +14,8 @@ HELP = """Compare current orders with the champion's reference sample (Evidently
 Data drift of the model's input columns, drift of the median prediction, and quality \
 (MAE, p10-p90 coverage, lateness) when delivery times are known. Writes an HTML report and \
 a JSON summary under ETA_HOME/reports/, stores one row per report and per column in the \
-monitoring database, and alerts a webhook on drift.
+monitoring database, adds the report as a run to the Evidently workspace (`eta ui` shows \
+it), and alerts a webhook on drift.
 
 \b
 --current:  orders       newest ingested day (or --since window), the default
@@ -26,7 +27,7 @@ Exit codes:
   0  report written (drift or not, unless --fail-on-drift)
   2  bad input or configuration (message says which)
   3  dataset drift detected and --fail-on-drift given
-  4  report written locally, but the monitoring DB or S3 upload failed
+  4  report written locally, but the monitoring DB, workspace or S3 upload failed
 """
 
 
@@ -63,6 +64,13 @@ def drift_report_command(
     alert_webhook: str | None = options.alert_webhook(
         "POST a Slack-compatible {'text': ...} message here on drift. Default: $ETA_ALERT_WEBHOOK."
     ),
+    include_data: bool | None = typer.Option(
+        None,
+        "--include-data/--no-include-data",
+        help="Also keep the compared (sampled) orders in the Evidently workspace run, not "
+        "only the figures. Default: $ETA_WORKSPACE_INCLUDE_DATA (off).",
+        show_default=False,
+    ),
     as_json: bool = options.json_output("Print the JSON summary object."),
 ) -> None:
     from eta_cli.monitor import drift
@@ -76,6 +84,7 @@ def drift_report_command(
         sample_rows=sample,
         fail_on_drift=fail_on_drift,
         alert_webhook=alert_webhook,
+        include_data=include_data,
     )
     result = drift.drift_report(settings, request)
     if as_json:
@@ -133,6 +142,8 @@ def _print(result: Any) -> None:
         console.print(f"[dim]note: {note}[/dim]")
     console.print(f"html: {result.html_path}")
     console.print(f"json: {result.json_path}")
+    if result.workspace_run:
+        console.print(f"workspace run: {result.workspace_run} (see it with `eta ui`)")
     if result.html_uri:
         console.print(f"uploaded: {result.html_uri}\nuploaded: {result.json_uri}")
     if result.alert and result.alert.get("sent"):
