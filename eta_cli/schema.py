@@ -123,6 +123,13 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 CREATED_AT = "created_at"
 DELIVERED_AT = "actual_delivery_time"
 ORDER_ID = "order_id"
+#: The order id alphabet: 1 to 64 characters, letters, digits and ``. _ : -``, starting
+#: with a letter or digit (UUIDs, ``A-1``, ``demo-0001``, integers as text). Safe in a URL,
+#: a log line, a CSV cell and HTML as it is, so ids never need escaping downstream.
+#: Regular-expression syntax common to Python ``re`` and Arrow's RE2 (ingest checks
+#: whole columns with it).
+ORDER_ID_MAX_LENGTH = 64
+ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 ORDER_DATE = "order_date"
 TARGET = "delivery_seconds"
 REASON = "reason"

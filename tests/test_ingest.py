@@ -122,7 +122,7 @@ def test_every_spelling_and_format_gives_the_same_clean_orders(tmp_path, orders)
     reference = frames["original.csv"]
     assert len(reference) == results["original.csv"].rows_written > 0.99 * N_ORDERS
     assert reference[schema.ORDER_ID].is_unique
-    assert reference[schema.ORDER_ID].str.fullmatch(r"[0-9a-f]{16}").all()
+    assert reference[schema.ORDER_ID].str.fullmatch(r"v2-[0-9a-f]{16}").all()
     for name, frame in frames.items():
         pd.testing.assert_frame_equal(frame, reference, obj=name)
         result = results[name]

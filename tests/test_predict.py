@@ -243,7 +243,12 @@ def test_batch_csv_to_parquet_reports_rejected_rows_in_place(tmp_path, settings,
     orders = frame_orders(frame, [int(r) for r in good["row"]])
     answers = loaded.predict(orders)
     assert [a.prediction["eta_p50_s"] for a in answers] == list(good["eta_p50_s"])
-    assert good["order_id"].isna().all()  # write_csv writes no order_id column
+    # write_csv writes no order_id column: each answer carries the id derived from the
+    # order, the same one the in-process predictor gives (and ingest gives its outcome).
+    without_ids = [{k: v for k, v in o.items() if k != "order_id"} for o in orders]
+    assert list(good["order_id"]) == [a.order_id for a in loaded.predict(without_ids)]
+    assert good["order_id"].str.fullmatch(r"v2-[0-9a-f]{16}").all()
+    assert rejected["order_id"].isna().all()
     assert str(good["expected_delivery_at"].dtype).startswith("datetime64")
 
 

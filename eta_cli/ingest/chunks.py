@@ -2,8 +2,12 @@
 
 A chunk is parsed column by column (:mod:`eta_cli.orders`), every rule of
 :data:`~eta_cli.ingest.rules.RULES` becomes a boolean mask, and the first matching
-rule gives each rejected row its reason. Accepted rows leave grouped by order day
-for staging; rejected rows keep their raw values as text, their source and row number.
+rule gives each rejected row its reason. Each row gets its ``order_id``
+(:mod:`eta_cli.order_ids`): the source's own id when it has one (checked against the
+id alphabet; a bad one quarantines the row as ``invalid_order_id``), otherwise the id
+derived from its order-time fields after cleaning, as serving derives it. Accepted
+rows leave grouped by order day for staging; rejected rows keep their raw values as
+text, their source and row number.
 Checking is pure (no I/O), so chunks are checked on threads or Dask workers.
 """
 
@@ -18,10 +22,10 @@ import pyarrow.compute as pc
 
 from eta_cli import schema
 from eta_cli.config import Settings
-from eta_cli.ingest.order_ids import Hasher, hex_ids
 from eta_cli.ingest.result import IngestResult
 from eta_cli.ingest.rules import BLANK_BIT, REJECT_CODE, REJECT_REASONS
 from eta_cli.lake import QUARANTINE_SCHEMA, STAGE_SCHEMA, DayStreams
+from eta_cli.order_ids import derive_order_ids, given_order_ids
 from eta_cli.orders import (
     as_text,
     constant_text,
@@ -54,14 +58,13 @@ class _Parsed:
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # rule reason -> rows it hits
     micros: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     blank: np.ndarray = field(init=False)  # per row, a bit per value to blank
-    hasher: Hasher = field(init=False)
-    hashes: np.ndarray = field(init=False)
+    ids: pa.Array = field(init=False)  # order_id of every row (given or derived)
+    given: np.ndarray | None = None  # rows whose id came from the source
     created: np.ndarray = field(init=False)
     duration: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.blank = np.zeros(self.n, np.uint32)
-        self.hasher = Hasher(self.n)
 
 
 def check_chunk(
@@ -83,7 +86,7 @@ def check_chunk(
 
 
 def _parse_chunk(batch: pa.RecordBatch, settings: Settings) -> _Parsed:
-    """Every column parsed, the content hash, and the mask of every rule that applies."""
+    """Every column parsed, the order ids, and the mask of every rule that applies."""
     parsed = _Parsed(batch.num_rows)
     for column in schema.COLUMNS:
         arr = batch.column(column.name)
@@ -92,12 +95,11 @@ def _parse_chunk(batch: pa.RecordBatch, settings: Settings) -> _Parsed:
         elif column.kind == "timestamp":
             present = _parse_timestamp_column(parsed, column, arr)
         else:
-            strings, present, keys = parse_strings(arr)
+            strings, present, _ = parse_strings(arr)
             parsed.columns.append((strings, None, None))
-            parsed.hasher.add(keys, present, column.name)
         if not column.nullable:
             parsed.masks[f"missing_{column.name}"] = ~present
-    parsed.hashes = parsed.hasher.digest()
+    _order_ids(parsed, batch)
 
     created, created_ok = parsed.micros[schema.CREATED_AT]
     delivered, delivered_ok = parsed.micros[schema.DELIVERED_AT]
@@ -115,7 +117,7 @@ def _parse_chunk(batch: pa.RecordBatch, settings: Settings) -> _Parsed:
 
 
 def _parse_number_column(parsed: _Parsed, column: Any, arr: pa.Array) -> np.ndarray:
-    """An int/float column: typed values, its hash input, invalid and range masks."""
+    """An int/float column: typed values, invalid and range masks."""
     values, present, invalid = parse_numbers(arr, integral=column.kind == "int")
     valid = present & ~invalid
     if column.kind == "int":
@@ -124,7 +126,6 @@ def _parse_number_column(parsed: _Parsed, column: Any, arr: pa.Array) -> np.ndar
     else:
         typed = np.where(valid, values, 0.0)
         parsed.columns.append((typed, valid, pa.float64()))
-    parsed.hasher.add(typed.view(np.uint64), valid, column.name)
     if column.minimum is not None:
         out = valid & ((values < column.minimum) | (values > column.maximum))
         if column.out_of_range == "reject":
@@ -136,14 +137,37 @@ def _parse_number_column(parsed: _Parsed, column: Any, arr: pa.Array) -> np.ndar
 
 
 def _parse_timestamp_column(parsed: _Parsed, column: Any, arr: pa.Array) -> np.ndarray:
-    """A timestamp column: microseconds, its hash input and its invalid mask."""
+    """A timestamp column: microseconds and its invalid mask."""
     stamps, present, invalid = parse_timestamps(arr)
     valid = present & ~invalid
     parsed.columns.append((stamps, valid, pa.timestamp("us")))
     parsed.micros[column.name] = (stamps, valid)
-    parsed.hasher.add(stamps.view(np.uint64), valid, column.name)
     parsed.masks[f"invalid_{column.name}"] = invalid
     return present
+
+
+def _order_ids(parsed: _Parsed, batch: pa.RecordBatch) -> None:
+    """Each row's ``order_id``: the source's own (validated), else derived from the
+    order-time values as the lake will hold them (values the ``blank`` rules null count
+    as missing), which is what ``eta serve`` derives for the same order."""
+    given = None
+    if schema.ORDER_ID in batch.schema.names:
+        given, invalid = given_order_ids(batch.column(schema.ORDER_ID))
+        parsed.masks["invalid_order_id"] = invalid
+        parsed.given = given.is_valid().to_numpy(zero_copy_only=False)
+        if parsed.given.all():
+            parsed.ids = given
+            return
+    order_time = {}
+    for column, (values, valid, kind) in zip(schema.COLUMNS, parsed.columns, strict=True):
+        if not column.known_at_order_time:
+            continue
+        bit = BLANK_BIT.get(column.name)
+        if valid is not None and bit is not None and parsed.blank.any():
+            valid = valid & ((parsed.blank >> np.uint32(bit)) & np.uint32(1) == 0)
+        order_time[column.name] = values if valid is None else with_mask(values, valid, kind)
+    derived = derive_order_ids(order_time)
+    parsed.ids = derived if given is None else pc.coalesce(given, derived)
 
 
 def _reject_codes(masks: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -176,6 +200,7 @@ def _accepted_rows(
         return values if order is None else values[order]
 
     take = None if order is None else pa.array(order)
+    ids = parsed.ids if take is None else parsed.ids.take(take)
     columns = [
         (values if take is None else values.take(take))
         if valid is None
@@ -186,7 +211,7 @@ def _accepted_rows(
         [
             *columns,
             pa.array(pick(parsed.duration)),
-            pa.array(pick(parsed.hashes)),
+            ids,
             pa.array(pick(parsed.blank)),
             pa.array(np.full(days.size, src_index, np.int32)),
             pa.array(pick(rows)),
@@ -209,17 +234,18 @@ def _rejected_rows(
     codes = code[rejected]
     counts = np.bincount(codes, minlength=len(REJECT_REASONS) + 1)
     reasons = {r: int(c) for r, c in zip(REJECT_REASONS, counts[1:], strict=True) if c}
-    # An order_id only means something when every field could be read.
+    # A derived order_id only means something when every field could be read; a given
+    # one (even an invalid one, shown as sent) names the row whatever else is wrong.
     unreadable = np.zeros(parsed.n, bool)
     for reason, mask in parsed.masks.items():
-        if reason.startswith("invalid_"):
+        if reason.startswith("invalid_") and reason != "invalid_order_id":
             unreadable |= mask
-    ids = pc.if_else(
-        pa.array(unreadable[rejected]),
-        pa.scalar(None, pa.string()),
-        hex_ids(parsed.hashes[rejected]),
-    )
+    if parsed.given is not None:
+        unreadable &= ~parsed.given
     take = pa.array(rejected)
+    ids = pc.if_else(
+        pa.array(unreadable[rejected]), pa.scalar(None, pa.string()), parsed.ids.take(take)
+    )
     quarantined = pa.RecordBatch.from_arrays(
         [
             pa.DictionaryArray.from_arrays(

@@ -5,6 +5,12 @@ against the published partition: repeats are quarantined as ``duplicate_order``,
 first occurrence kept), values the ``blank`` rules flagged are nulled, and the complete
 new ``part-0.parquet`` is written inside the staging area, ready to be published.
 Both engines merge through :func:`merge_day` (Dask: one task per day).
+
+An order id belongs with its order time, so repeats are looked for in the order's own
+day: an id sent again with another ``created_at`` is a different order day's row and
+is not caught (documented in the README). Every partition records the id version it
+holds (:data:`eta_cli.order_ids.VERSION_KEY`); :func:`check_lake_version` refuses to mix
+versions, since ids derived by another rule would never match and never de-duplicate.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ import pyarrow.compute as pc
 
 from eta_cli import schema, storage
 from eta_cli.errors import first_line
-from eta_cli.ingest.order_ids import hex_ids
 from eta_cli.ingest.result import IngestResult
 from eta_cli.ingest.rules import BLANK_BIT, BLANK_RULES
-from eta_cli.lake import QUARANTINE_SCHEMA, Lake
+from eta_cli.lake import QUARANTINE_SCHEMA, IngestError, Lake
+from eta_cli.order_ids import ORDER_ID_VERSION, VERSION_KEY
 from eta_cli.orders import as_text, constant_text
 
 
@@ -49,12 +55,13 @@ def merge_day(lake: Lake, stage: StagedDays, day: int, labels: list[str]) -> Mer
     """New ``part-0.parquet`` for one date: published rows + this run's new orders."""
     order_date = str(np.datetime64(day, "D"))
     staged = stage.read_day(day)
-    hashes = staged.column("_hash").to_numpy()
-    ids = hex_ids(hashes)
-    duplicate = np.zeros(len(hashes), bool)
-    if len(pc.unique(staged.column("_hash"))) < len(hashes):  # rare: repeats in this run
+    ids = staged.column("_order_id").combine_chunks()
+    duplicate = np.zeros(len(ids), bool)
+    encoded = pc.dictionary_encode(ids)
+    if len(encoded.dictionary) < len(ids):  # rare: repeats in this run
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
         duplicate[:] = True
-        duplicate[np.unique(hashes, return_index=True)[1]] = False  # first occurrence wins
+        duplicate[np.unique(codes, return_index=True)[1]] = False  # first occurrence wins
     final = lake.partition_file(order_date)
     existing = _published(lake, final)
     if existing is not None:
@@ -79,6 +86,7 @@ def merge_day(lake: Lake, stage: StagedDays, day: int, labels: list[str]) -> Mer
     )
     if existing is not None:
         table = pa.concat_tables([existing, table])
+    table = table.replace_schema_metadata({VERSION_KEY: ORDER_ID_VERSION.encode()})
     staged_file = lake.join(
         "_staging", stage.run_id, "publish", f"{schema.ORDER_DATE}={order_date}", "part-0.parquet"
     )
@@ -105,6 +113,7 @@ def _published(lake: Lake, final: str) -> pa.Table | None:
     existing = lake.read_parquet(final)
     if existing is None:
         return None
+    _check_version(lake, final, (existing.schema.metadata or {}).get(VERSION_KEY))
     try:
         return existing.select(list(schema.CLEAN_COLUMNS)).cast(schema.arrow_schema())
     except (KeyError, pa.ArrowException) as exc:
@@ -112,6 +121,40 @@ def _published(lake: Lake, final: str) -> pa.Table | None:
             f"published partition {lake.uri_of(final)} does not have the cleaned-orders "
             f"schema: {first_line(exc)}"
         ) from exc
+
+
+def check_lake_version(lake: Lake) -> None:
+    """Refuse, before any work, a lake whose order ids follow another version's rule.
+
+    Reads the footer of the newest partition only (every run writes one version, and a
+    mixed lake cannot arise: merging re-checks each partition it rewrites).
+    """
+    import pyarrow.parquet as pq
+
+    days = [name for name in lake.list_names(lake.orders) if name.startswith(schema.ORDER_DATE)]
+    if not days:
+        return
+    newest = lake.join("orders", days[-1], "part-0.parquet")
+    try:
+        metadata = pq.read_metadata(newest, filesystem=lake.fs).metadata or {}
+    except (OSError, pa.ArrowException):
+        return  # unreadable or missing: merging that day reports it with its name
+    _check_version(lake, newest, metadata.get(VERSION_KEY))
+
+
+def _check_version(lake: Lake, path: str, found: bytes | None) -> None:
+    """The refusal of a partition written with another order id version."""
+    version = found.decode(errors="replace") if found else "v1"
+    if version == ORDER_ID_VERSION:
+        return
+    orders = lake.uri_of(lake.orders)
+    raise IngestError(
+        f"{lake.uri_of(path)} holds order ids of version {version}; this eta writes "
+        f"version {ORDER_ID_VERSION} (sources' own order_id kept, otherwise derived from "
+        f"order-time fields), and the two cannot be mixed. Re-ingest the sources into a "
+        f"new lake: `eta ingest SOURCES --output NEW_LAKE` (then set ETA_DATA_URI to it), "
+        f"or move {orders} aside and run `eta ingest SOURCES` again"
+    )
 
 
 def _duplicate_rows(

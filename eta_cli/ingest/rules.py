@@ -31,7 +31,14 @@ def _build_rules() -> tuple[Rule, ...]:
             "reject",
             None,
             "a CSV line whose number of fields differs from the header",
-        )
+        ),
+        Rule(
+            "invalid_order_id",
+            "reject",
+            schema.ORDER_ID,
+            f"the source's order_id is not 1 to {schema.ORDER_ID_MAX_LENGTH} letters, digits "
+            "or . _ : - starting with a letter or digit (a blank one is derived instead)",
+        ),
     ]
     rules += [
         Rule(

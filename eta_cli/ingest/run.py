@@ -32,7 +32,7 @@ from eta_cli.config import Settings
 from eta_cli.dask_engine import check_engine, engine_client
 from eta_cli.errors import EtaError, first_line
 from eta_cli.ingest.chunks import Checked, apply_checked, check_chunk, quarantine_malformed
-from eta_cli.ingest.merge import count_merged, merge_day
+from eta_cli.ingest.merge import check_lake_version, count_merged, merge_day
 from eta_cli.ingest.result import IngestResult
 from eta_cli.ingest.sources import Source, plan_sources, read_batches, synthetic_batches
 from eta_cli.lake import (
@@ -88,6 +88,7 @@ def ingest(
         storage_errors(lake),
     ):
         result.recovered = recover(lake)
+        check_lake_version(lake)
         if client is None:
             _run_locally(lake, plan, (synthetic, seed, drift), settings, result, progress)
         else:

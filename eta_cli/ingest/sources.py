@@ -292,6 +292,12 @@ def _csv_header(src: Source) -> list[str]:
     return [name.strip() for name in next(csv.reader(io.StringIO(text)))]
 
 
+def _wanted_columns(src: Source) -> list[str]:
+    """The columns read from a source: the order's, and its own ``order_id`` if it has one."""
+    names = list(schema.COLUMN_NAMES)
+    return [*names, schema.ORDER_ID] if schema.ORDER_ID in src.header else names
+
+
 def read_batches(
     src: Source, settings: Settings, malformed: list[tuple[int | None, str]]
 ) -> Iterator[tuple[pa.RecordBatch, int]]:
@@ -304,7 +310,7 @@ def read_batches(
             parquet = pq.ParquetFile(handle)
             total = max(parquet.metadata.num_rows, 1)
             seen = 0
-            for batch in parquet.iter_batches(batch_size=chunk, columns=list(schema.COLUMN_NAMES)):
+            for batch in parquet.iter_batches(batch_size=chunk, columns=_wanted_columns(src)):
                 seen += batch.num_rows
                 yield batch, int((src.size or 0) * seen / total)
         return
@@ -325,8 +331,8 @@ def read_batches(
             ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in schema.COLUMN_NAMES},
-                include_columns=list(schema.COLUMN_NAMES),
+                column_types={name: pa.string() for name in _wanted_columns(src)},
+                include_columns=_wanted_columns(src),
                 null_values=NULL_VALUES,
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,

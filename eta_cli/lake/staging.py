@@ -34,12 +34,12 @@ QUARANTINE_SCHEMA = pa.schema(
 
 def _stage_schema() -> pa.Schema:
     """Accepted rows as staged: typed columns, the duration, and what merge needs
-    (content hash, blanked-value bits, source index and row number)."""
+    (order id, blanked-value bits, source index and row number)."""
     clean = schema.arrow_schema()
     fields = [clean.field(name).with_nullable(True) for name in schema.COLUMN_NAMES]
     extra = [
         pa.field(schema.TARGET, pa.float64()),
-        pa.field("_hash", pa.uint64()),
+        pa.field("_order_id", pa.string()),
         pa.field("_blank", pa.uint32()),
         pa.field("_src", pa.int32()),
         pa.field("_row", pa.int64()),

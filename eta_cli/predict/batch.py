@@ -6,9 +6,10 @@ Parquet or CSV, so memory stays bounded on files larger than RAM. Each chunk is
 validated and scored as columns (:func:`eta_cli.orders.check_batch`, then one
 ``EtaModel.predict_columns`` call); rows that fail validation are kept in the output, in
 place, with empty predictions and the reason in the ``error`` column, and are counted in
-the result: nothing is dropped silently. Columns other than the order fields and
-``order_id`` are ignored, so a historical file that still has ``actual_delivery_time``
-can be scored as it is.
+the result: nothing is dropped silently. A row without an ``order_id`` is answered
+with the id derived from its order (:mod:`eta_cli.order_ids`), the one ingest gives
+its outcome. Columns other than the order fields and ``order_id`` are ignored, so a
+historical file that still has ``actual_delivery_time`` can be scored as it is.
 
 With ``engine="dask"`` every file under the input folder or prefix is one task
 (:mod:`eta_cli.predict.dask`) that runs :func:`score_file`, the same code as here.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from eta_cli import orders
 from eta_cli.errors import first_line
+from eta_cli.order_ids import fill_order_ids
 from eta_cli.orders import ACCEPTED_FIELDS, ORDER_ID, REQUIRED_FIELDS
 from eta_cli.predict import DEFAULT_CHUNK_ROWS, LocalPredictor, Outcome, PredictError, Predictor
 from eta_cli.progress import ProgressCallback, report
@@ -226,13 +228,18 @@ def score_columns(
 
     checked = orders.check_batch(batch)
     values = np.zeros((checked.rows, 4))
+    order_ids = checked.order_ids
     if checked.rejected < checked.rows:
-        values[checked.valid] = predictor.loaded.model.predict_columns(checked.valid_columns())
+        valid_columns = checked.valid_columns()
+        values[checked.valid] = predictor.loaded.model.predict_columns(valid_columns)
+        # A valid row sent without an id gets the id ingest gives its outcome.
+        rows = np.flatnonzero(checked.valid).tolist()
+        order_ids = fill_order_ids(order_ids, valid_columns, rows)
     delivery = checked.created_us // 1_000_000 + np.rint(values[:, 3]).astype(np.int64)
     names = (predictor.model_name, predictor.model_version, predictor.interval_fields)
     table = _answer_table(
         start_row,
-        checked.order_ids,
+        order_ids,
         values,
         delivery,
         checked.valid,

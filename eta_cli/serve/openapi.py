@@ -180,7 +180,14 @@ def service_paths(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
 def prediction_properties(quantile_low: float, quantile_high: float) -> dict[str, Any]:
     """The fields of one order's answer; the interval's names follow the model's quantiles."""
     return {
-        "order_id": {"type": ["string", "null"], "description": "The order's id, if sent."},
+        "order_id": {
+            "type": ["string", "null"],
+            "description": (
+                "The order's id as sent; for an order sent without one, the id derived "
+                "from its order-time fields ('v2-' + 16 hex digits), the id `eta ingest` "
+                "gives the same order's outcome."
+            ),
+        },
         "eta_p50_s": {"type": "number", "description": "Median delivery duration (seconds)."},
         interval_field(quantile_low): {
             "type": "number",
