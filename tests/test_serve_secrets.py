@@ -27,10 +27,25 @@ TOKEN = "serve-admin-token-0123"
 
 
 class ErrorRegistry(http.server.BaseHTTPRequestHandler):
-    """An MLflow server having a bad day: every call answers 500 with an error body."""
+    """An MLflow server having a bad day: healthy, but every API call fails, with a 500
+    or (``/api`` calls after the first few) by dropping the connection unanswered."""
+
+    calls = 0
 
     def _fail(self) -> None:
         body = b'{"error_code": "INTERNAL_ERROR", "message": "database is down"}'
+        if self.path.startswith("/health"):
+            body = b"OK"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        type(self).calls += 1
+        if type(self).calls % 2 == 0:  # MLflow's exception then quotes the URL it called
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         self.send_response(500)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
