@@ -389,24 +389,55 @@ def test_hung_mlflow_server_is_time_bounded(monkeypatch, capsys) -> None:
     assert elapsed < 60
 
 
-@pytest.mark.parametrize(
-    ("version", "expected"),
-    [
-        (0, "has schema v0, older than this eta's v1"),
-        (2, "has schema v2, newer than this eta's v1"),
-    ],
-)
-def test_monitoring_schema_not_current(settings, capsys, version, expected) -> None:
+def test_monitoring_schema_newer_than_eta(settings, capsys) -> None:
     create_monitoring_schema(settings)
     engine = database.engine_for(settings)
+    newer = database.SCHEMA_VERSION + 1
     with engine.begin() as conn:
-        conn.execute(sa.update(database.schema_version).values(version=version))
+        conn.execute(sa.update(database.schema_version).values(version=newer))
     engine.dispose()
-    code, payload = run_doctor(capsys, "--fix")  # --fix never alters an existing schema
+    code, payload = run_doctor(capsys, "--fix")  # --fix never downgrades a newer schema
     assert code == 1
     found = checks(payload)["monitoring_db"]
     assert found["status"] == "fail"
-    assert "monitoring database sqlite:///" in found["detail"] and expected in found["detail"]
+    assert "monitoring database sqlite:///" in found["detail"]
+    assert f"has schema v{newer}, newer than this eta's v{database.SCHEMA_VERSION}" in (
+        found["detail"]
+    )
+
+
+def test_monitoring_schema_v1_is_migrated_by_fix(settings, capsys) -> None:
+    """A v1 prediction log (no role column) is reported, then migrated in place by --fix:
+    its rows are kept and read as the champion's."""
+    create_monitoring_schema(settings)
+    engine = database.engine_for(settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE predictions DROP COLUMN role"))
+        conn.execute(sa.delete(database.schema_version))
+        conn.execute(sa.text("INSERT INTO eta_schema_version VALUES (1, '2024-01-01 00:00:00')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO predictions (request_id, predicted_at, model_name, model_version, "
+                "eta_p10_s, eta_p50_s, eta_p90_s, eta_quoted_s, latency_ms, features) "
+                "VALUES ('r1', '2024-01-01 00:00:00', 'eta', '1', 1, 2, 3, 2.5, 1, '{}')"
+            )
+        )
+    code, payload = run_doctor(capsys)
+    found = checks(payload)["monitoring_db"]
+    assert code == 1 and found["status"] == "fail"
+    assert f"has schema v1, older than this eta's v{database.SCHEMA_VERSION}" in found["detail"]
+    assert "doctor --fix" in found["hint"]
+
+    code, payload = run_doctor(capsys, "--fix")
+    found = checks(payload)["monitoring_db"]
+    assert found["status"] == "pass", found
+    assert f"migrated schema v1 to v{database.SCHEMA_VERSION}" in found["detail"]
+    assert database.current_schema_version(engine) == database.SCHEMA_VERSION
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(database.predictions.c.role)).scalars().all() == [
+            "champion"
+        ]
+    engine.dispose()
 
 
 def test_monitoring_table_missing(settings, capsys) -> None:

@@ -98,7 +98,7 @@ SQL
 # lets every role create in public).
 run_psql "$mlflow_db" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
 
-# The monitoring schema (eta_cli/monitor/database.py, version 1) and the grants.
+# The monitoring schema (eta_cli/monitor/database.py, version 2) and the grants.
 run_psql "$eta_db" -v reader="$reader" -v owner="$owner" -v serve="$serve_user" \
   -v pipeline="$pipeline_user" <<'SQL'
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
@@ -109,7 +109,7 @@ CREATE TABLE IF NOT EXISTS eta_schema_version (
   PRIMARY KEY (version)
 );
 INSERT INTO eta_schema_version (version, applied_at)
-SELECT 1, now() WHERE NOT EXISTS (SELECT 1 FROM eta_schema_version);
+SELECT 2, now() WHERE NOT EXISTS (SELECT 1 FROM eta_schema_version);
 
 CREATE TABLE IF NOT EXISTS predictions (
   id BIGSERIAL NOT NULL,
@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS predictions (
   eta_quoted_s FLOAT NOT NULL,
   latency_ms FLOAT NOT NULL,
   features JSON NOT NULL,
+  role VARCHAR(20) DEFAULT 'champion' NOT NULL,
   PRIMARY KEY (id)
 );
 CREATE INDEX IF NOT EXISTS ix_predictions_request_id ON predictions (request_id);
@@ -167,6 +168,42 @@ CREATE TABLE IF NOT EXISTS drift_columns (
 );
 CREATE INDEX IF NOT EXISTS ix_drift_columns_report_id ON drift_columns (report_id);
 
+CREATE TABLE IF NOT EXISTS live_evaluations (
+  id BIGSERIAL NOT NULL,
+  evaluated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+  window_start TIMESTAMP WITH TIME ZONE NOT NULL,
+  model_name VARCHAR(200) NOT NULL,
+  predictions INTEGER NOT NULL,
+  joined_orders INTEGER NOT NULL,
+  champion_version VARCHAR(50),
+  challenger_version VARCHAR(50),
+  paired_orders INTEGER NOT NULL,
+  mae_difference_s FLOAT,
+  ci_low_s FLOAT,
+  ci_high_s FLOAT,
+  winner VARCHAR(20) NOT NULL,
+  promoted BOOLEAN NOT NULL,
+  PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS ix_live_evaluations_evaluated_at ON live_evaluations (evaluated_at);
+
+CREATE TABLE IF NOT EXISTS live_quality (
+  id BIGSERIAL NOT NULL,
+  evaluation_id BIGINT NOT NULL,
+  evaluated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+  model_version VARCHAR(50) NOT NULL,
+  role VARCHAR(20) NOT NULL,
+  orders INTEGER NOT NULL,
+  mae_s FLOAT NOT NULL,
+  interval_coverage FLOAT NOT NULL,
+  lateness_rate FLOAT NOT NULL,
+  bias_s FLOAT NOT NULL,
+  PRIMARY KEY (id),
+  FOREIGN KEY (evaluation_id) REFERENCES live_evaluations (id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS ix_live_quality_evaluation_id ON live_quality (evaluation_id);
+CREATE INDEX IF NOT EXISTS ix_live_quality_evaluated_at ON live_quality (evaluated_at);
+
 SELECT format('GRANT USAGE ON SCHEMA public TO %I, %I, %I',
               :'reader', :'serve', :'pipeline') \gexec
 
@@ -175,11 +212,14 @@ SELECT format('GRANT SELECT ON eta_schema_version TO %I', :'serve') \gexec
 SELECT format('GRANT INSERT ON predictions TO %I', :'serve') \gexec
 SELECT format('GRANT USAGE ON SEQUENCE predictions_id_seq TO %I', :'serve') \gexec
 
--- The pipeline: read the prediction log, write drift results.
+-- The pipeline: read the prediction log, write drift and live-evaluation results.
 SELECT format('GRANT SELECT ON eta_schema_version, predictions TO %I', :'pipeline') \gexec
 SELECT format('GRANT SELECT, INSERT, UPDATE ON drift_reports, drift_columns TO %I',
               :'pipeline') \gexec
 SELECT format('GRANT USAGE ON SEQUENCE drift_reports_id_seq, drift_columns_id_seq TO %I',
+              :'pipeline') \gexec
+SELECT format('GRANT SELECT, INSERT ON live_evaluations, live_quality TO %I', :'pipeline') \gexec
+SELECT format('GRANT USAGE ON SEQUENCE live_evaluations_id_seq, live_quality_id_seq TO %I',
               :'pipeline') \gexec
 
 -- Grafana: read everything in the monitoring database, now and later.
