@@ -13,6 +13,7 @@ import typer
 
 from eta_cli import __version__, config
 from eta_cli.errors import EtaError
+from eta_cli.redact import redact_text
 
 
 def _version(value: bool) -> None:
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = app(args=argv, standalone_mode=False)
     except EtaError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {redact_text(str(exc))}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         typer.secho(
-            f"internal error: {type(exc).__name__}: {exc} (set ETA_DEBUG=1 for the traceback)",
+            f"internal error: {type(exc).__name__}: {redact_text(str(exc))} "
+            "(set ETA_DEBUG=1 for the traceback)",
             fg=typer.colors.RED,
             err=True,
         )

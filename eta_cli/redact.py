@@ -13,7 +13,8 @@ What is hidden:
   a user-info without a password entirely (``https://TOKEN@host``: it is a token);
 * the value of query or fragment parameters whose name says secret: password, token,
   key, secret, signature, credential, auth, session (``X-Amz-Signature``, ``sig``...);
-* ``password=...`` / ``token: ...`` pairs and ``Bearer ...`` outside URLs;
+* ``password=...`` / ``token: ...`` pairs, secret query parameters of a URL quoted
+  without its scheme (``/path?sig=...``) and ``Bearer ...`` outside URLs;
 * a URL that cannot be parsed is masked whole, since where its secret is is unknown.
 """
 
@@ -35,6 +36,8 @@ SECRET_PAIR = re.compile(
     r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&,;'\"]+)"
 )
 BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{4,}")
+# A query parameter of a URL quoted without its scheme ("url: /path?sig=..." in urllib3).
+QUERY_PARAM = re.compile(r"([?&#;])([^=&\s#?'\"]+)=([^&\s#'\"]+)")
 
 
 def _redact_params(text: str) -> str:
@@ -81,5 +84,8 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    text = QUERY_PARAM.sub(
+        lambda m: f"{m[1]}{m[2]}={REDACTED}" if SECRET_PARAM.search(m[2]) else m[0], text
+    )
     text = SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)

@@ -170,3 +170,32 @@ def test_first_line_is_redacted_before_it_is_cut():
     exc = ConnectionError(f"cannot reach {'x' * 280} http://u:{PASSWORD}@h:1/ for long")
     assert PASSWORD not in errors.first_line(exc)
     assert PASSWORD not in errors.first_line(exc, limit=10_000)
+
+
+def test_webhook_errors_keep_path_and_query_tokens_out():
+    from eta_cli.monitor.alerts import post_webhook
+
+    port = free_port()  # nothing listens: the connection error quotes the URL
+    url = f"http://127.0.0.1:{port}/services/T0/B0/{PASSWORD}?token={PASSWORD}&sig={PASSWORD}"
+    outcome = post_webhook(url, "drift", timeout=2)
+    assert not outcome.sent and outcome.error
+    assert PASSWORD not in outcome.error and PASSWORD not in str(outcome.to_dict())
+
+
+@pytest.mark.slow
+def test_terminal_errors_are_redacted(tmp_path):
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"http://eta-user:{PASSWORD}@127.0.0.1:{free_port()}",
+        ETA_HOME=str(tmp_path / "home"),
+    )
+    done = subprocess.run(
+        [ETA, "register", "--list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "error" in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr

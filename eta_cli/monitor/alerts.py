@@ -41,12 +41,19 @@ def redact_webhook(url: str) -> str:
 
 
 def _hide(url: str, text: str) -> str:
-    """Error texts quote the URL; keep its secret path out of logs."""
+    """Error texts quote the URL; keep its secret path, query tokens and any other URL's
+    credentials out of logs (:func:`eta_cli.redact.redact_text` does the rest)."""
     from urllib.parse import urlsplit
 
+    from eta_cli.redact import redact_text
+
     text = text.replace(url, redact_webhook(url))
-    path = urlsplit(url).path
-    return text.replace(path, "/***") if len(path) > 1 else text
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = ""
+    text = text.replace(path, "/***") if len(path) > 1 else text
+    return redact_text(text)
 
 
 def post_webhook(url: str, text: str, timeout: float = TIMEOUT_S) -> AlertOutcome:
@@ -62,6 +69,9 @@ def post_webhook(url: str, text: str, timeout: float = TIMEOUT_S) -> AlertOutcom
     if response.status_code >= 300:
         body = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
         return AlertOutcome(
-            url, False, response.status_code, f"HTTP {response.status_code} {body}".strip()
+            url,
+            False,
+            response.status_code,
+            _hide(url, f"HTTP {response.status_code} {body}".strip()),
         )
     return AlertOutcome(url, True, response.status_code)
