@@ -25,7 +25,7 @@ from helpers_model import fake_loaded, sample_orders
 
 from eta_cli import synthetic
 from eta_cli.config import Settings
-from eta_cli.monitor import database, drift
+from eta_cli.monitor import database, drift, evaluate
 
 GRAFANA = Path(__file__).resolve().parent.parent / "docker" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "eta.json"
@@ -58,6 +58,25 @@ EXPECTED: dict[str, set[str]] = {
     "Predicted ETA": {"time", "p10", "p50", "p90", "quoted"},
     "MAE of the median ETA": {"time", "MAE"},
     "Lateness and interval coverage": {"time", "late vs quoted ETA", "p10-p90 coverage"},
+    "Live MAE per model version": {"time", "metric", "value"},
+    "Champion vs challenger: live MAE difference": {
+        "time",
+        "challenger - champion",
+        "CI low",
+        "CI high",
+    },
+    "Live evaluations": {
+        "time",
+        "champion",
+        "challenger",
+        "joined orders",
+        "paired orders",
+        "difference (s)",
+        "CI low (s)",
+        "CI high (s)",
+        "winner",
+        "promoted",
+    },
     "annotation Dataset drift": {"time", "text", "tags"},
     "variable column": {"column_name"},
     "variable model_version": {"model_version"},
@@ -246,10 +265,40 @@ def filled_pg(pg_url: str, settings: Settings) -> dict[str, Any]:
             )
         )
         written += len(batch)
+    shadow = orders[:5]  # a shadow challenger's predictions: logged, never counted as served
+    log.submit(
+        LogEntry(
+            request_id="req-0",
+            predicted_at=now,
+            model_name="eta",
+            model_version="3",
+            latency_ms=900.0,
+            records=shadow,
+            order_ids=[o["order_id"] for o in shadow],
+            values=np.tile([1.0, 2.0, 3.0, 2.5], (len(shadow), 1)),
+            role="challenger",
+        )
+    )
     assert log.flush(30)
     log.close()
-    assert log.stats()["written"] == written
-    return {"url": pg_url, "reports": reports, "predictions": written}
+    assert log.stats()["written"] == written + len(shadow)
+    live = _live_evaluation()
+    evaluate.store_evaluation(pg_settings, live)
+    return {"url": pg_url, "reports": reports, "predictions": written, "live": live}
+
+
+def _live_evaluation() -> evaluate.Evaluation:
+    """What one `eta evaluate` run stores: two models and their paired comparison."""
+    now = datetime.now(UTC)
+    result = evaluate.Evaluation("eta", now - timedelta(days=7), now, 80, 40)
+    result.models = [
+        evaluate.ModelQuality("2", "champion", 40, 420.0, 0.8, 0.25, 30.0),
+        evaluate.ModelQuality("3", "challenger", 40, 380.0, 0.82, 0.2, -5.0),
+    ]
+    result.comparison = evaluate.PairedComparison(
+        "challenger", 40, "2", "3", 420.0, 380.0, -40.0, -55.0, -22.0
+    )
+    return result
 
 
 def _run(conn: sa.Connection, sql: str) -> tuple[list[str], list[tuple]]:
@@ -312,4 +361,15 @@ def test_every_dashboard_query_returns_the_stored_metrics(filled_pg: dict[str, A
     assert mae == pytest.approx([stable.quality.mae_s, drifted.quality.mae_s])
     assert len(results["annotation Dataset drift"][1]) == 1
     latency = one("Request latency")
-    assert 5.0 <= latency["p50"] <= latency["max"] <= 12.0
+    assert 5.0 <= latency["p50"] <= latency["max"] <= 12.0  # the shadow's 900 ms not in it
+    live = {r[1]: r[2] for r in results["Live MAE per model version"][1]}
+    assert live == {"v2 champion": 420.0, "v3 challenger": 380.0}
+    difference = one("Champion vs challenger: live MAE difference")
+    assert (difference["CI low"], difference["challenger - champion"]) == (-55.0, -40.0)
+    evaluation = one("Live evaluations")
+    assert (evaluation["champion"], evaluation["challenger"], evaluation["winner"]) == (
+        "v2",
+        "v3",
+        "challenger",
+    )
+    assert evaluation["paired orders"] == 40 and evaluation["promoted"] is False
