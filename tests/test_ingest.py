@@ -756,13 +756,16 @@ def test_killed_mid_publish_is_rolled_forward_by_the_next_run(tmp_path, two_batc
 def test_a_second_writer_is_refused_while_one_runs(tmp_path, orders):
     import fcntl
 
-    settings = lake_settings(tmp_path)
+    settings = lake_settings(tmp_path).replace(lake_lock_wait_s=0.3)
     path = synthetic.write_csv(orders.iloc[:100], tmp_path / "few.csv")
     (tmp_path / "lake").mkdir()
     with open(tmp_path / "lake" / "_lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(IngestError, match="another `eta ingest` is writing"):
+        held.write('{"host": "box", "pid": 42, "run_id": "r-1", "since": "2015-02-01T00:00:00Z"}')
+        held.flush()
+        with pytest.raises(IngestError, match="another `eta ingest` is writing") as refused:
             ingest.ingest(settings, [str(path)])
+    assert "held by box pid 42, run r-1" in str(refused.value) and "waited 0s" in str(refused.value)
     assert ingest.ingest(settings, [str(path)]).rows_read == 100
 
 

@@ -84,7 +84,7 @@ def ingest(
     result = IngestResult(run_id=new_run_id(), output=lake.uri_of(lake.orders), files=labels)
     with (
         engine_client(engine, scheduler, progress, settings=settings) as client,
-        lake.locked(),
+        lake.locked(result.run_id),
         storage_errors(lake),
     ):
         result.recovered = recover(lake)

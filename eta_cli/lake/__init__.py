@@ -6,6 +6,7 @@ Layout under the data lake root (``settings.effective_data_uri`` or ``--output``
     quarantine/<run_id>.parquet                   rejected rows, raw values and a reason
     _staging/<run_id>/                            work area of a running ingest (invisible)
     _journal/<run_id>.json                        publish plan, present only while publishing
+    _lock (local) / _lock.json (S3)               the one writer's lock and who holds it
 
 Modules by job:
 
@@ -15,6 +16,12 @@ Modules by job:
   its atomic file operations and its lock.
 - :mod:`eta_cli.lake.staging`: a run's staging area (Arrow streams per order day).
 - :mod:`eta_cli.lake.publish`: the journaled, atomic publish and its recovery.
+- :mod:`eta_cli.lake.lock`: one writer per lake (``flock``; on S3 a leased lock object
+  taken with conditional writes), a second writer waits, then names the holder.
+
+Readers never wait and never write: while a publish is pending (a journal is present,
+e.g. after a crash) they read the staged files the journal lists in place of the ones
+they replace, i.e. they roll the publish forward in what they read.
 
 For an ``s3://`` lake the staged streams live in a local temporary folder; the merged
 partition files are uploaded to ``_staging/`` in the bucket before the journal.

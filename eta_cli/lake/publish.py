@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from eta_cli import storage
@@ -94,6 +96,10 @@ def publish_staged(lake: Lake, stage: StagedRun, moves: Sequence[Sequence[str]])
     }
     with _signals_deferred():
         try:
+            # Staged files reach the disk before the journal promises them (a power cut
+            # must not publish empty files); an S3 run whose lock was taken over stops here.
+            lake.sync_files([src for src, _ in moves])
+            lake.confirm_lock()
             lake.write_bytes(journal, json.dumps(plan, indent=1).encode("utf-8"))
         except BaseException:
             stage.discard()
@@ -111,11 +117,14 @@ def publish_staged(lake: Lake, stage: StagedRun, moves: Sequence[Sequence[str]])
 
 
 def _apply_moves(lake: Lake, moves: Sequence[Sequence[str]]) -> None:
-    """Rename each staged file into place; a move already done is skipped (roll forward)."""
+    """Rename each staged file into place; a move already done is skipped (roll forward).
+    The renames are made durable (their folders synced) before the journal goes."""
     for src, dst in moves:
         if lake.exists(src):  # already moved when rolling forward an interrupted publish
             lake.move(src, dst)
         checkpoint("moved", dst=dst)
+    if not lake.s3:
+        lake.sync_files(sorted({os.path.dirname(dst) for _, dst in moves}))
 
 
 def recover(lake: Lake) -> list[str]:
@@ -140,4 +149,30 @@ def recover(lake: Lake) -> list[str]:
     if not lake.s3:  # under the lock no other run is alive, so any staging area is stale
         for name in lake.list_names(lake.join("_staging")):
             shutil.rmtree(lake.join("_staging", name), ignore_errors=True)
+    else:
+        _clean_stale_s3_staging(lake)
     return recovered
+
+
+def _clean_stale_s3_staging(lake: Lake) -> None:
+    """Remove ``_staging/<run>/`` prefixes that dead runs left in the bucket.
+
+    Called under the lake's lock with every pending journal already rolled forward, so no
+    live run may publish them. A prefix written to within the last lease is kept anyway:
+    it may belong to a stalled run whose lock was taken over (that run stops before
+    publishing, and a later run cleans its files).
+    """
+    bound = timedelta(seconds=lake.settings.lake_lock_lease_s)
+    bucket, key = lake.join("_staging").split("/", 1)
+    newest: dict[str, datetime] = {}
+    now = datetime.now(UTC)
+    paginator = lake.client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=key + "/"):
+        date = page.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = parsedate_to_datetime(date) if date else now  # the server's clock, as the lock
+        for obj in page.get("Contents", []):
+            run = obj["Key"][len(key) + 1 :].split("/", 1)[0]
+            newest[run] = max(newest.get(run, obj["LastModified"]), obj["LastModified"])
+    for run, modified in newest.items():
+        if now - modified > bound:
+            lake.delete_dir(lake.join("_staging", run))

@@ -60,7 +60,7 @@ def open_dataset(settings_or_uri: Settings | str, *, settings: Settings | None =
     partitioning = ds.partitioning(pa.schema([(schema.ORDER_DATE, pa.string())]), flavor="hive")
     try:
         return ds.dataset(
-            path,
+            _rolled_forward(filesystem, path),
             filesystem=filesystem,
             format="parquet",
             partitioning=partitioning,
@@ -68,6 +68,45 @@ def open_dataset(settings_or_uri: Settings | str, *, settings: Settings | None =
         )
     except (OSError, pa.ArrowException) as exc:
         raise storage.StorageError(f"cannot read the dataset at {uri}: {first_line(exc)}") from exc
+
+
+def _rolled_forward(filesystem: Any, path: str) -> str | list[str]:
+    """The orders folder, or, while a publish is pending, the files a reader should see.
+
+    Readers roll a pending publish forward without writing anything: where a journal
+    (``<lake>/_journal/*.json``) lists a staged partition file that is still in staging,
+    that file is read instead of the published one it replaces, so a reader sees every
+    day of the interrupted run in its new version (never half of a run), and the next
+    ``eta ingest`` completes the publish for real. No journal: the folder itself.
+    """
+    import json
+
+    from pyarrow import fs
+
+    root, _, name = path.rstrip("/").rpartition("/")
+    if name != "orders" or not root:
+        return path
+    selector = fs.FileSelector(f"{root}/_journal", allow_not_found=True)
+    journals = [i.path for i in filesystem.get_file_info(selector) if i.path.endswith(".json")]
+    if not journals:
+        return path
+    staged: dict[str, str] = {}
+    for journal in journals:
+        try:
+            with filesystem.open_input_stream(journal) as stream:
+                moves = json.loads(stream.read())["moves"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # finished (and deleted) meanwhile, or unreadable: ingest reports it
+        staged.update({dst: src for src, dst in moves if dst.startswith(path + "/")})
+    listed = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
+    files = {
+        info.path
+        for info in listed
+        if info.type == fs.FileType.File and not info.base_name.startswith(("_", "."))
+    }
+    pending = [src for src in staged.values() if filesystem.get_file_info(src).is_file]
+    done = {dst for dst, src in staged.items() if src in pending}
+    return sorted((files - done) | set(pending))
 
 
 def read_orders(

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from eta_cli import schema
-from eta_cli.lake.store import Lake
+from eta_cli.lake.store import Lake, staging_error
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -67,8 +67,21 @@ class DayStreams:
         self._quarantine: Any = None
         self.quarantine_path = os.path.join(directory, "quarantine.arrows")
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write here (a full disk) is named as the staging folder's, not the
+        source's or the lake's."""
+        try:
+            yield
+        except (OSError, pa.ArrowException) as exc:
+            raise staging_error(self.directory, exc) from exc
+
     def write_rows(self, batch: pa.RecordBatch, days: np.ndarray) -> None:
         """Append accepted rows to the stream of their order day."""
+        with self._writing():
+            self._write_rows(batch, days)
+
+    def _write_rows(self, batch: pa.RecordBatch, days: np.ndarray) -> None:
         first = days[0]
         if (days == first).all():
             self._writer(int(first)).write_batch(batch)
@@ -93,20 +106,23 @@ class DayStreams:
         return writer
 
     def write_quarantine(self, batch: pa.RecordBatch) -> None:
-        if self._quarantine is None:
-            self._quarantine = pa.ipc.new_stream(self.quarantine_path, QUARANTINE_SCHEMA)
-        self._quarantine.write_batch(batch)
+        with self._writing():
+            if self._quarantine is None:
+                self._quarantine = pa.ipc.new_stream(self.quarantine_path, QUARANTINE_SCHEMA)
+            self._quarantine.write_batch(batch)
 
     def close_rows(self) -> None:
-        for writer in self._open.values():
-            writer.close()
-        self._open.clear()
+        writers, self._open = list(self._open.values()), {}
+        with self._writing():
+            for writer in writers:
+                writer.close()
 
     def close(self) -> None:
         self.close_rows()
         if self._quarantine is not None:
-            self._quarantine.close()
-            self._quarantine = None
+            quarantine, self._quarantine = self._quarantine, None
+            with self._writing():
+                quarantine.close()
 
 
 class RunStage(DayStreams):

@@ -1,16 +1,18 @@
 """The data lake as a store: its paths, the few atomic operations publishing needs, its lock.
 
 A local folder or an ``s3://`` prefix behind one small interface (:class:`Lake`). A local
-lake is locked (``flock`` on ``<root>/_lock``) for a whole ingest; S3 has no lock, so run
-one ingest at a time per S3 prefix.
+lake is locked for a whole ingest (``flock`` locally, a leased lock object taken with S3
+conditional writes on S3: :mod:`eta_cli.lake.lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -39,6 +41,7 @@ class Lake:
             self.root = os.path.abspath(os.path.expanduser(uri))
         self._fs: Any = None
         self._client: Any = None
+        self._lease: Any = None
         self.orders = self.join("orders")
 
     @property
@@ -87,31 +90,62 @@ class Lake:
             ) from exc
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """One writer at a time on a local lake (the lock dies with the process)."""
-        if self.s3:
-            yield
-            return
-        import fcntl
+    def locked(self, run_id: str = "") -> Iterator[None]:
+        """One writer at a time: ``flock`` on a local lake, a leased lock object on S3
+        (:mod:`eta_cli.lake.lock`); a second writer waits, then stops naming the holder."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            os.makedirs(self.root, exist_ok=True)
-            handle = open(os.path.join(self.root, "_lock"), "a+")  # noqa: SIM115
-        except OSError as exc:
-            raise storage.StorageError(
-                f"cannot create the data lake at {self.root}: {exc.strerror or exc}"
-            ) from exc
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise IngestError(
-                    f"another `eta ingest` is writing to {self.root}; wait for it to finish"
-                ) from exc
-            try:
+        from eta_cli.lake import lock
+
+        if not self.s3:
+            with lock.local_lock(self, run_id):
                 yield
+            return
+        lease = lock.S3Lease(self, run_id)
+        try:
+            lease.acquire()
+        except (BotoCoreError, ClientError) as exc:
+            raise storage.StorageError(
+                f"cannot take the lock of {self.uri_of(self.root)}: {first_line(exc)}"
+            ) from exc
+        self._lease = lease
+        try:
+            yield
+        finally:
+            self._lease = None
+            lease.release()
+
+    def confirm_lock(self) -> None:
+        """Before a publish: on S3, renew the lease now or stop (see ``S3Lease.confirm``)."""
+        if self._lease is not None:
+            self._lease.confirm()
+
+    @property
+    def lock_taken_over(self) -> dict[str, Any] | None:
+        """The holder of a crashed run's S3 lock this run took over, if any."""
+        return None if self._lease is None else self._lease.taken_over
+
+    def sync_files(self, paths: Iterable[str]) -> None:
+        """Make written files durable before they are published (fsync; local lakes only:
+        an S3 PUT is durable once answered). Folders are synced too, for renames."""
+        if self.s3:
+            return
+        for path in paths:
+            flags = os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0)
+            try:
+                fd = os.open(path, flags)
+            except FileNotFoundError:
+                continue  # already moved (rolling forward)
+            try:
+                os.fsync(fd)
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.close(fd)
+
+    @property
+    def staging_dir(self) -> str:
+        """Where a run stages its files on this machine: ``<lake>/_staging`` locally, the
+        system's temporary folder for an S3 lake (named in a disk-full error)."""
+        return tempfile.gettempdir() if self.s3 else self.join("_staging")
 
     @property
     def client(self) -> Any:
@@ -224,6 +258,29 @@ def storage_errors(lake: Lake) -> Iterator[None]:
     try:
         yield
     except (OSError, pa.ArrowException, BotoCoreError, ClientError) as exc:
+        if _no_space(exc):
+            raise staging_error(lake.staging_dir, exc) from exc
         raise storage.StorageError(
             f"ingest failed writing to {lake.uri_of(lake.root)}: {first_line(exc)}"
         ) from exc
+
+
+def _no_space(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
+
+
+def staging_error(folder: str, exc: BaseException) -> storage.StorageError:
+    """A failed write in a run's staging folder, named (a full disk says so and what to do);
+    the run stops before its publish, so nothing was published."""
+    if _no_space(exc):
+        hint = "free some space there" + (
+            " or set TMPDIR to a larger folder" if folder.startswith(tempfile.gettempdir()) else ""
+        )
+        return storage.StorageError(
+            f"ingest stopped: no space left in the staging folder {folder} ({hint}); "
+            "nothing was published"
+        )
+    return storage.StorageError(
+        f"ingest stopped: cannot write to the staging folder {folder}: {first_line(exc)}; "
+        "nothing was published"
+    )
