@@ -79,11 +79,19 @@ def redact_url(value: str) -> str:
     return value
 
 
+def _redact_match(match: re.Match[str]) -> str:
+    """A URL found in text, redacted; punctuation after it ("at http://h:1: refused")
+    belongs to the sentence, not the URL."""
+    found = match.group(0)
+    url = found.rstrip(".,:;!?)]}")
+    return redact_url(url) + found[len(url) :]
+
+
 def redact_text(text: str) -> str:
     """``text`` with every URL in it redacted, and secret pairs and bearer tokens hidden."""
     if not text:
         return text
-    text = URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    text = URL_IN_TEXT.sub(_redact_match, text)
     text = QUERY_PARAM.sub(
         lambda m: f"{m[1]}{m[2]}={REDACTED}" if SECRET_PARAM.search(m[2]) else m[0], text
     )

@@ -199,3 +199,10 @@ def test_terminal_errors_are_redacted(tmp_path):
     )
     assert done.returncode != 0 and "error" in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_punctuation_after_a_url_stays_outside_it():
+    assert redact_text("cannot reach http://127.0.0.1:5000: refused.") == (
+        "cannot reach http://127.0.0.1:5000: refused."
+    )
+    assert redact_text(f"(see http://u:{PASSWORD}@h:1/x).") == "(see http://u:***@h:1/x)."
