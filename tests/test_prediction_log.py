@@ -236,3 +236,70 @@ def test_a_bad_row_never_takes_good_rows_with_it(backend, settings, request):
     assert sorted(logged) == sorted(good + stored_bad)
     assert stats["written"] == len(logged) and stats["errors"] == 0
     assert stats["rejected"] == 302 - len(logged)
+
+
+BAD_IDS = ["\ud800", "nul\x00id", "</script>", " padded", "a" * 65, "tab\tid", "é"]
+BAD_CATEGORIES = ["\ud800", "pizza\x00", "line\nbreak", "bell\x07", "\u202eevil", "\x85"]
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_issue_attack_over_http_is_refused_and_every_good_order_logged(
+    backend, settings, request
+):
+    """300 good orders sent around ids that are a lone surrogate or hold a NUL (and
+    other texts outside the alphabets): each bad one is a 422 naming its field, every
+    good one is answered and logged."""
+    url = (
+        settings.effective_database_url
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    log = PredictionLog(url, 10_000, flush_interval_s=0.05).start()
+    client = create_app(
+        settings, ModelProvider.fixed(settings, fake_loaded("1")), log
+    ).test_client()
+    base = {k: v for k, v in ORDERS[0].items() if k != "order_id"}
+    refused = []
+    for i in range(300):
+        if i % 50 == 25:
+            bad_id = BAD_IDS[(i // 50) % len(BAD_IDS)]
+            body = json.dumps({**base, "order_id": bad_id})
+            refused.append(client.post("/predict", data=body, content_type="application/json"))
+            body = json.dumps(
+                {"orders": [{**base, "order_id": f"ok-{i}"}, {**base, "order_id": bad_id}]}
+            )
+            refused.append(client.post("/predict", data=body, content_type="application/json"))
+            category = BAD_CATEGORIES[(i // 50) % len(BAD_CATEGORIES)]
+            body = json.dumps({**base, "store_primary_category": category})
+            refused.append(client.post("/predict", data=body, content_type="application/json"))
+        answer = client.post("/predict", json={**base, "order_id": f"good-{i}"})
+        assert answer.status_code == 200
+    assert log.flush(30)
+    log.close()
+    for response in refused:
+        assert response.status_code == 422, response.get_data(as_text=True)
+        fields = [d["field"] for d in response.get_json()["details"]]
+        assert fields and all(
+            f.endswith("order_id") or f.endswith("store_primary_category") for f in fields
+        ), fields
+    logged = sorted(r["order_id"] for r in rows(url))
+    assert logged == sorted(f"good-{i}" for i in range(300))
+    assert log.stats()["rejected"] == 0 and log.stats()["errors"] == 0
+
+
+@pytest.mark.parametrize(
+    "order_id", ["A-1", "demo-0001", "x", "3fa85f64-5717-4562-b3fc-2c963f66afa6", "a.b_c:d", 42]
+)
+def test_ids_in_the_alphabet_are_accepted(order_id):
+    _, clean, problems = validation.validate_order({**ORDERS[0], "order_id": order_id})
+    assert not problems and clean == str(order_id)
+
+
+@pytest.mark.parametrize("category", ["Café & Bar", "pizza", "</script>", "日本料理", ""])
+def test_printable_categories_are_accepted(category):
+    record, _, problems = validation.validate_order(
+        {**ORDERS[0], "store_primary_category": category}
+    )
+    assert not problems and record["store_primary_category"] == category

@@ -218,7 +218,9 @@ def _timestamp_cells(column: Column, raw: pa.Array) -> _Cells:
 
 
 def _text_cells(column: Column, raw: pa.Array) -> _Cells:
-    """Text of at most :data:`MAX_TEXT_LENGTH` characters, as given."""
+    """Text of at most :data:`MAX_TEXT_LENGTH` characters, as given. Plain printable ASCII
+    is settled here; any other text by the rule of one value (printable characters only),
+    so the two paths cannot disagree on what is printable."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -227,7 +229,8 @@ def _text_cells(column: Column, raw: pa.Array) -> _Cells:
     given = present_mask(array)
     if pa.types.is_string(array.type):
         length = fixed_width(pc.utf8_length(array), np.int32)
-        fine = given & (length <= MAX_TEXT_LENGTH)
+        plain = true_mask(pc.match_substring_regex(array, r"^[\x20-\x7e]*$"))
+        fine = given & (length <= MAX_TEXT_LENGTH) & plain
         values: list[Any] = array.to_pylist()
     else:
         fine = np.zeros(len(array), bool)
@@ -295,7 +298,8 @@ def _order_ids(batch: pa.RecordBatch, problems: dict[int, list[Problem]]) -> lis
     given = present_mask(array)
     if pa.types.is_string(array.type):
         length = fixed_width(pc.utf8_length(array), np.int32)
-        fine = ~given | ((length >= 1) & (length <= MAX_ORDER_ID_LENGTH))
+        in_alphabet = true_mask(pc.match_substring_regex(array, schema.ORDER_ID_PATTERN))
+        fine = ~given | ((length >= 1) & (length <= MAX_ORDER_ID_LENGTH) & in_alphabet)
         ids: list[Any] = array.to_pylist()
     elif pa.types.is_integer(array.type):
         values = fixed_width(array, array.type.to_pandas_dtype())
@@ -310,7 +314,9 @@ def _order_ids(batch: pa.RecordBatch, problems: dict[int, list[Problem]]) -> lis
         given_ids = file_values(ORDER_ID, raw.take(pa.array(rows)))
         for row, value in zip(rows.tolist(), given_ids, strict=True):
             clean, problem = check_order_id(value, ORDER_ID)
-            ids[row] = clean if clean is not None or not isinstance(value, str) else value
+            # A refused text id is echoed when it can be written anywhere (printable).
+            echo = value if isinstance(value, str) and value.isprintable() else None
+            ids[row] = clean if clean is not None else echo
             if problem is not None:
                 problems.setdefault(row, []).append(problem)
     return ids

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 ORDER_ID = schema.ORDER_ID
 MAX_TEXT_LENGTH = 200
-MAX_ORDER_ID_LENGTH = 64
+MAX_ORDER_ID_LENGTH = schema.ORDER_ID_MAX_LENGTH
 MAX_ORDER_ID_INT = 2**63 - 1
+_ORDER_ID_RE = re.compile(schema.ORDER_ID_PATTERN)
 
 # Years 1970-2199 keep created_at + quoted ETA inside every datetime type we use.
 TIMESTAMP_PATTERN = (
@@ -65,7 +66,10 @@ def allowed_text(column: Column) -> str:
     elif column.kind == "float":
         text = "number"
     elif column.kind == "str":
-        text = f"string of at most {MAX_TEXT_LENGTH} characters"
+        text = (
+            f"string of at most {MAX_TEXT_LENGTH} printable characters (no control "
+            "characters, line breaks, NUL or lone surrogates)"
+        )
     else:
         text = (
             "timestamp 'YYYY-MM-DD HH:MM:SS' (UTC; ISO 8601 with 'T', fractional seconds "
@@ -80,8 +84,9 @@ def allowed_text(column: Column) -> str:
 
 ALLOWED: dict[str, str] = {c.name: allowed_text(c) for c in ORDER_COLUMNS}
 ORDER_ID_ALLOWED = (
-    f"string of 1 to {MAX_ORDER_ID_LENGTH} characters or integer from 0 to {MAX_ORDER_ID_INT}, "
-    "optional; echoed in the answer and the prediction log"
+    f"string of 1 to {MAX_ORDER_ID_LENGTH} letters, digits and . _ : - starting with a letter "
+    f"or digit, or integer from 0 to {MAX_ORDER_ID_INT}, optional; echoed in the answer "
+    "and the prediction log"
 )
 
 
@@ -146,6 +151,8 @@ def check_value(column: Column, value: Any, where: str) -> tuple[Any, Problem | 
             return None, Problem(where, f"expected a string, got {type_name(value)}", allowed)
         if len(value) > MAX_TEXT_LENGTH:
             return None, Problem(where, f"string of {len(value)} characters is too long", allowed)
+        if not value.isprintable():  # control characters, NUL, surrogates, line breaks
+            return None, Problem(where, f"{_unprintable(value)} is not allowed", allowed)
         return value, None
     else:  # timestamp
         if type(value) is not str:
@@ -164,16 +171,35 @@ def check_value(column: Column, value: Any, where: str) -> tuple[Any, Problem | 
     return value, None
 
 
+def _unprintable(text: str) -> str:
+    """The first character of ``text`` that is not printable, named by its code point
+    (never echoed raw: it may be a NUL or a lone surrogate, which cannot be encoded)."""
+    char = next(c for c in text if not c.isprintable())
+    return f"character U+{ord(char):04X}"
+
+
 def check_order_id(value: Any, where: str) -> tuple[str | None, Problem | None]:
-    """The order id as text (None when not given), or the problem with it."""
+    """The order id as text (None when not given), or the problem with it.
+
+    A text id must match :data:`eta_cli.schema.ORDER_ID_PATTERN`, the one id alphabet
+    ingest and batch files use too, so an id is safe as it is in every log, database,
+    report and URL it reaches.
+    """
     if value is None:
         return None, None
-    if type(value) is str and 1 <= len(value) <= MAX_ORDER_ID_LENGTH:
+    if type(value) is str and _ORDER_ID_RE.fullmatch(value):
         return value, None
     if type(value) is int and 0 <= value <= MAX_ORDER_ID_INT:
         return str(value), None
     if type(value) is str:
-        return None, Problem(where, f"string of {len(value)} characters", ORDER_ID_ALLOWED)
+        if not 1 <= len(value) <= MAX_ORDER_ID_LENGTH:
+            return None, Problem(where, f"string of {len(value)} characters", ORDER_ID_ALLOWED)
+        bad = next(
+            (c for i, c in enumerate(value) if not _ORDER_ID_RE.fullmatch("a" + c if i else c)),
+            value[0],
+        )
+        shown = f"character {bad!r}" if bad.isprintable() and bad.isascii() else f"U+{ord(bad):04X}"
+        return None, Problem(where, f"{shown} is not allowed here", ORDER_ID_ALLOWED)
     if type(value) is int:
         return None, Problem(where, f"{value} is out of range", ORDER_ID_ALLOWED)
     return None, Problem(
