@@ -34,6 +34,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -246,10 +247,21 @@ def find_project(settings: Settings, model_name: str | None = None) -> ProjectIn
         except (OSError, ValueError):
             continue
         if isinstance(project, dict) and project.get("name") == name:
-            snapshots = metadata.parent / "snapshots"
-            runs = len(list(snapshots.glob("*.json"))) if snapshots.is_dir() else 0
+            runs = len(run_files(metadata.parent))
             return ProjectInfo(root, str(project.get("id")), name, runs)
     return None
+
+
+_RUN_FILE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json")
+
+
+def run_files(project_dir: Path) -> list[Path]:
+    """The run files of a project folder, as Evidently lists them (``<uuid>.json`` only:
+    a run's dataset links sit beside it as ``<uuid>.links.json``)."""
+    folder = project_dir / "snapshots"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _RUN_FILE.fullmatch(p.name))
 
 
 # --------------------------------------------------------------------------- dashboard
@@ -376,9 +388,9 @@ def desired_dashboard(current: Any) -> Any:
 def drift_tags(result: DriftResult, request: DriftRequest | None) -> list[str]:
     """Short tags to filter runs by: kind, model version, current data's source, verdict."""
     current = None if request is None else request.current
-    if current is None or current == CURRENT_ORDERS:
+    if current is None or (isinstance(current, str) and current == CURRENT_ORDERS):
         source = "orders"
-    elif current == CURRENT_PREDICTIONS:
+    elif isinstance(current, str) and current == CURRENT_PREDICTIONS:
         source = "predictions"
     elif isinstance(current, str):
         source = "file"
