@@ -161,9 +161,16 @@ def validate_order(
         if key in FORBIDDEN_FIELDS:
             problems.append(Problem(prefix + key, FORBIDDEN_FIELDS[key], _UNKNOWN_ALLOWED))
         else:
-            shown = key if len(key) <= 60 else key[:60] + "..."
-            problems.append(Problem(prefix + shown, "unknown field", _UNKNOWN_ALLOWED))
+            problems.append(Problem(prefix + shown_key(key), "unknown field", _UNKNOWN_ALLOWED))
     return (None if problems else record), order_id, problems
+
+
+def shown_key(key: str) -> str:
+    """A client's field name as an error names it: as sent when it is printable, else
+    JSON-quoted and escaped (an empty name, a NUL or a lone surrogate must be visible
+    and writable in any answer or log); long names cut at 60 characters."""
+    cut = key if len(key) <= 60 else key[:60] + "..."
+    return cut if cut and cut.isprintable() else json.dumps(cut)
 
 
 @dataclass
@@ -233,7 +240,7 @@ def parse_predict_request(body: Any, max_batch: int) -> PredictRequest:
                 "invalid batch",
                 [
                     Problem(
-                        k[:60],
+                        shown_key(k),
                         "unknown field in a batch",
                         f"only '{BATCH_KEY}' and '{PARTIAL_KEY}'",
                     )
