@@ -480,6 +480,30 @@ def test_only_the_proxy_publishes_a_public_port() -> None:
         assert "ports" not in svc[name], f"{name} needs no published port"
 
 
+def test_evidently_ui_shows_the_workspace_the_scheduler_fills_on_loopback() -> None:
+    """The evidently-ui service: the eta image, the shared workspace, 127.0.0.1 only."""
+    svc = services()
+    ui = svc["evidently-ui"]
+    assert ui["image"] == svc["eta"]["image"]
+    command = [str(part) for part in ui["command"]]
+    assert command[:4] == ["python", "-m", "evidently.cli", "ui"]
+    workspace = command[command.index("--workspace") + 1]
+    port = int(command[command.index("--port") + 1])
+    assert [_published(e) for e in ui["ports"]] == [("127.0.0.1", port, port)]
+    assert ui["environment"]["DO_NOT_TRACK"] == "1"  # no telemetry from the stack
+    assert f"http://127.0.0.1:{port}/" in " ".join(ui["healthcheck"]["test"])
+    # The scheduler's drift reports go to the same volume, at the same path.
+    scheduler = svc["scheduler"]
+    assert scheduler["environment"]["ETA_WORKSPACE"] == workspace
+    volume = next(v for v in ui["volumes"] if str(v).endswith(f":{workspace}"))
+    assert volume in scheduler["volumes"]
+    assert not any(str(v).endswith(":ro") for v in ui["volumes"])  # the UI writes its state
+    assert "ETA_WORKSPACE" not in svc["eta"].get("environment", {})  # serving writes no run
+    # docs/deploy.md says how to reach it: an SSH tunnel to the loopback port.
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert re.search(rf"ssh [^\n]*-L {port}:(127\.0\.0\.1|localhost):{port}", deploy)
+
+
 def nginx_directives() -> list[tuple[str, list[str]]]:
     """(directive, arguments) of every simple directive of docker/proxy/nginx.conf."""
     text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text(encoding="utf-8"))
