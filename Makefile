@@ -57,6 +57,7 @@ demo: install
 	  ETA_HOME=$(DEMO_HOME) $(ETA) predict --json examples/order.json \
 	    --url http://127.0.0.1:$(DEMO_PORT) --wait 120; \
 	  status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
+	@echo "dashboard of every drift report (Ctrl-C stops it): ETA_HOME=$(DEMO_HOME) $(ETA) ui"
 
 # The CLI reference, generated from each command's --help (tests/test_cli_docs.py checks it).
 docs: install
