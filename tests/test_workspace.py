@@ -387,3 +387,27 @@ def test_eta_ui_dashboard_renders_both_reports_in_chromium(reports: dict[str, An
 
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the UI still listens after Ctrl-C"
+
+
+def test_eta_ui_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    settings = load_settings(overrides={"home": str(tmp_path / "home")}, environ={})
+    workspace.add_evaluation_run(settings, [workspace.VersionQuality("1", 10, 400.0, 0.1)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETA_", "MLFLOW_"))}
+    env["ETA_HOME"] = str(tmp_path / "home")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "eta_cli", "ui", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"--port {port}" in done.stderr and "Traceback" not in done.stderr
+    assert "Evidently UI:" not in done.stdout

@@ -268,7 +268,11 @@ def run_files(project_dir: Path) -> list[Path]:
 
 
 def dashboard_panels() -> list[tuple[str, Any]]:
-    """(tab, panel) of every panel eta maintains; ids are fixed by the title."""
+    """(tab, panel) of every panel eta maintains; ids are fixed by the title.
+
+    Long because it is the dashboard's definition, one literal panel after another, read
+    top to bottom like the page it draws; splitting it would scatter that page.
+    """
     from evidently.metrics import MeanValue
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import bar_plot_panel, line_plot_panel
