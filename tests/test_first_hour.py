@@ -253,7 +253,6 @@ def test_predict_several_orders_keep_every_value_at_80_columns(
     assert "#1 total_onshift_dashers: expected an integer" in out
 
 
-
 # --- eta serve before any eta register --------------------------------------------------
 
 
@@ -297,3 +296,201 @@ def test_serve_before_register_says_so_once_and_stays_unready(tmp_path):
     assert plain == [notice], err
     assert body["reason"] == notice
     assert proc.returncode == 0
+
+
+# --- drift reports: tiny batches, weekly seasonality -----------------------------------
+
+
+def _weekly_orders(days: list[str], per_day: int, seed: int):
+    """Orders of one population with weekly seasonality: weekend orders come at other
+    hours (late breakfasts, long evenings) than weekday ones, every week alike."""
+    import numpy as np
+    import pandas as pd
+
+    from eta_cli.synthetic import generate_orders
+
+    rng = np.random.default_rng(seed)
+    frame = generate_orders(per_day * len(days), seed, messy=False).reset_index(drop=True)
+    duration = frame["actual_delivery_time"] - frame["created_at"]
+    dates = pd.to_datetime(np.repeat(days, per_day))
+    weekend = dates.dayofweek >= 5
+    hours = np.where(
+        weekend,
+        rng.choice([10, 11, 13, 14, 20, 21, 22], size=len(dates)),
+        rng.choice([11, 12, 12, 18, 19, 19, 20], size=len(dates)),
+    )
+    minutes = rng.integers(0, 3600, size=len(dates))
+    frame["created_at"] = dates + pd.to_timedelta(hours, unit="h") + pd.to_timedelta(minutes, "s")
+    frame["actual_delivery_time"] = frame["created_at"] + duration
+    return frame
+
+
+@pytest.mark.slow
+def test_held_out_ordinary_days_raise_no_drift(tmp_path, capsys):
+    import pandas as pd
+
+    reference_days = [d.strftime("%Y-%m-%d") for d in pd.date_range("2015-01-05", periods=28)]
+    _weekly_orders(reference_days, 150, seed=1).to_csv(tmp_path / "ref.csv", index=False)
+    for day, name in (("2015-02-07", "saturday"), ("2015-02-10", "tuesday")):
+        current = tmp_path / f"{name}.csv"
+        _weekly_orders([day], 400, seed=7).to_csv(current, index=False)
+        code, out, err = run_cli(
+            capsys,
+            "drift-report",
+            "--reference",
+            str(tmp_path / "ref.csv"),
+            "--current",
+            str(current),
+            "--json",
+        )
+        assert code == 0, err
+        summary = json.loads(out)
+        drift = summary["data_drift"]
+        hour = next(c for c in drift["columns"] if c["column"] == "order_hour")
+        assert not hour["drifted"], (name, hour)
+        assert drift["meaningful"] and not drift["dataset_drift"], (name, drift)
+        assert any("matched to the current orders' weekdays" in n for n in summary["notes"])
+
+
+@pytest.mark.slow
+def test_a_tiny_batch_gets_no_verdict_and_no_library_warnings(tmp_path, monkeypatch):
+    from eta_cli.synthetic import generate_orders
+
+    generate_orders(2000, 1, messy=False).to_csv(tmp_path / "ref.csv", index=False)
+    generate_orders(3, 2, messy=False).to_csv(tmp_path / "cur.csv", index=False)
+    args = ["drift-report", "-r", str(tmp_path / "ref.csv"), "-c", str(tmp_path / "cur.csv")]
+    proc = eta_subprocess(*args, env={"COLUMNS": "80"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "Warning" not in proc.stdout
+    assert proc.stdout.startswith("no verdict (too few current orders)")
+    assert "only 3 current orders" in proc.stdout
+    _lines_fit(proc.stdout)
+    assert "Wasserstein" not in proc.stdout  # small samples are tested with p-values
+
+
+# --- eta doctor on a fresh home ----------------------------------------------------------
+
+
+def test_doctor_on_a_fresh_home_passes_and_creates_nothing(tmp_path):
+    home = tmp_path / "fresh-home"
+    proc = eta_subprocess("doctor", env={"ETA_HOME": str(home), "COLUMNS": "80"}, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not home.exists() or not any(home.rglob("*")), list(home.rglob("*"))
+    assert "fail" not in proc.stdout
+    as_json = eta_subprocess("doctor", "--json", env={"ETA_HOME": str(home)}, timeout=180)
+    assert as_json.returncode == 0, as_json.stderr
+    assert not home.exists() or not any(home.rglob("*")), list(home.rglob("*"))
+    details = json.dumps(json.loads(as_json.stdout))
+    assert details.count("not created yet (created on first use)") >= 3, details
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d of 8 checks passed, \d n/a \(do not apply here\)", last), last
+    passed, na = (int(n) for n in re.findall(r"\d+", last)[0::2][:2])
+    assert passed + na == 8 and na >= 1
+
+
+# --- eta train on a terminal --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_shows_progress_on_a_terminal(tmp_path):
+    """On a terminal (a pseudo-terminal here), each stage shows: features, the
+    candidates, the boosting rounds, with a line per fitted candidate."""
+    import pty
+
+    env = {"ETA_HOME": str(tmp_path / "home"), "COLUMNS": "80"}
+    ingest = eta_subprocess("ingest", "--synthetic", "3000", "--seed", "1", env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eta_cli", "train", "--max-rounds", "20"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**os.environ, **env, "TERM": "xterm"},
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        screen += chunk
+    proc.wait(timeout=300)
+    os.close(leader)
+    text = screen.decode("utf-8", "replace")
+    assert proc.returncode == 0, text[-2000:]
+    for stage in ("features", "candidates", "boosting", "fitted in"):
+        assert stage in text, stage
+
+
+# --- config show and register --list at 80 columns, and piped -----------------------------
+
+LONG_DB = "postgresql+psycopg2://eta:secret@monitoring-db.example.internal:5432/eta_monitoring"
+
+
+def _unboxed(text: str) -> str:
+    """The table's text with borders and line breaks gone, to find values folded in cells."""
+    return re.sub(r"[\s│┃|]+", "", text)
+
+
+def test_config_show_keeps_every_uri_readable_at_80_columns(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("ETA_DATABASE_URL", LONG_DB)
+    code, out, _ = run_cli(capsys, "config", "show")
+    assert code == 0
+    _lines_fit(out)
+    assert "…" not in out
+    redacted = LONG_DB.replace("secret", "***")
+    value_column = "".join(
+        cells[2].strip()
+        for cells in (line.split("│") for line in out.splitlines())
+        if len(cells) >= 4
+    )
+    assert redacted in value_column  # folded over several lines, never cut
+    assert "secret" not in out
+
+
+def test_piped_output_is_laid_out_wider_than_80(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["ETA_DATABASE_URL"] = LONG_DB
+    proc = subprocess.run(
+        [sys.executable, "-m", "eta_cli", "config", "show"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "database_url" in line)
+    assert LONG_DB.replace("secret", "***") in row  # one line: not folded at 80
+    assert max(len(line) for line in proc.stdout.splitlines()) > 80
+
+
+@pytest.mark.slow
+def test_register_list_keeps_versions_and_runs_whole_at_80_columns(settings, monkeypatch, capsys):
+    from helpers_model import log_and_register, tiny_model
+
+    from eta_cli import registry, tracking
+
+    for _ in range(2):
+        version = log_and_register(settings, tiny_model())
+    client = tracking.client_for(settings)
+    client.set_model_version_tag(
+        settings.model_name,
+        version,
+        registry.TAG_DECISION,
+        "challenger: MAE 101.2 s is not better than the champion's 100.0 s by the margin",
+    )
+    runs = [client.get_model_version(settings.model_name, v).run_id for v in ("1", "2")]
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run_cli(capsys, "register", "--list")
+    assert code == 0, err
+    _lines_fit(out)
+    assert "…" not in out
+    for run_id in runs:
+        assert run_id[:8] in out
+    assert re.search(r"│\s+1\s+│", out) and re.search(r"│\s+2\s+│", out)
+    assert "bythemargin" in _unboxed(out)

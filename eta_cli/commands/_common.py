@@ -9,14 +9,56 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from eta_cli.config import Settings, load_settings
 from eta_cli.progress import Progress as ProgressEvent
 from eta_cli.progress import ProgressCallback
 
-console = Console()
-err_console = Console(stderr=True)
+# Width of output that goes to a file or a pipe with no $COLUMNS: wide enough that a table
+# of URIs keeps its rows whole in a log or a `| less -S`, where Rich's 80 would fold them.
+PIPED_WIDTH = 160
+
+
+class _Console(Console):
+    """A Rich console that lays piped output out :data:`PIPED_WIDTH` wide, not at 80.
+
+    A terminal keeps its own width and $COLUMNS always wins, so a user can ask for any
+    width; only output that is not going to a terminal (a file, a pipe, cron) is widened.
+    """
+
+    @property  # type: ignore[override]
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size, or :data:`PIPED_WIDTH` columns when nothing sets one."""
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self.is_terminal or self._width is not None or self._environ.get("COLUMNS"):
+            return size
+        return ConsoleDimensions(max(size.width, PIPED_WIDTH), size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = _Console()
+err_console = _Console(stderr=True)
+
+
+@contextlib.contextmanager
+def quiet_library_warnings(debug: bool = False) -> Iterator[None]:
+    """Keep warnings raised inside NumPy, SciPy, pandas or Evidently off the terminal:
+    a drift test on a handful of rows makes them print dozens of ``RuntimeWarning`` lines
+    that tell the user nothing (the report says when a sample is too small).
+    ``ETA_DEBUG`` (``debug``) lets them through."""
+    if debug:
+        yield
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        for module in ("numpy", "scipy", "pandas", "evidently", "sklearn"):
+            warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+        yield
 
 
 def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:

@@ -26,9 +26,10 @@ def show(
         print_json({name: {"value": value, "source": source} for name, value, source in rows})
         return
     table = Table(title=f"eta settings (profile {settings.profile})")
-    table.add_column("setting")
-    table.add_column("value")
-    table.add_column("source")
+    # URIs and file paths fold onto further lines instead of being cut with an ellipsis.
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value", overflow="fold", ratio=3)
+    table.add_column("source", overflow="fold", ratio=2)
     for name, value, source in rows:
         table.add_row(name, str(value), source)
     console.print(table)

@@ -93,4 +93,9 @@ def _print(results: list[Any], profile: str | None) -> None:
             parts.append(f"not run: {'; '.join(skipped)}")
         console.print(Text(", ".join(parts), style="bold red"))
     else:
-        console.print(f"[green]all {len(results)} checks passed[/] (n/a: does not apply here)")
+        passed = sum(1 for r in results if r.status == "pass")
+        na = len(results) - passed
+        console.print(
+            f"[green]{passed} of {len(results)} checks passed[/]"
+            + (f", {na} n/a (do not apply here)" if na else "")
+        )

@@ -7,7 +7,13 @@ from typing import Any
 import typer
 
 from eta_cli.commands import options
-from eta_cli.commands._common import console, err_console, print_json, settings_from
+from eta_cli.commands._common import (
+    console,
+    err_console,
+    print_json,
+    quiet_library_warnings,
+    settings_from,
+)
 
 HELP = """Compare current orders with the champion's reference sample (Evidently 0.7).
 
@@ -86,7 +92,8 @@ def drift_report_command(
         alert_webhook=alert_webhook,
         include_data=include_data,
     )
-    result = drift.drift_report(settings, request)
+    with quiet_library_warnings(settings.debug):
+        result = drift.drift_report(settings, request)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -108,6 +115,8 @@ def _print(result: Any) -> None:
         if result.dataset_drift
         else "[bold green]no dataset drift[/bold green]"
     )
+    if not result.meaningful:
+        verdict = "[bold yellow]no verdict (too few current orders)[/bold yellow]"
     console.print(
         f"{verdict}: {result.drifted_columns}/{result.total_columns} columns drifted "
         f"(share {result.drift_share:.2f}, threshold {result.threshold:.2f})"
@@ -118,8 +127,9 @@ def _print(result: Any) -> None:
         f"({result.current_sampled_rows:,} of {result.current_rows:,} rows)"
     )
     table = Table(show_edge=False)
+    # At 80 columns method names stay on one line; long column names fold instead.
     for name in ("column", "method", "score", "threshold", "drifted"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name != "column", overflow="fold")
     rows = [*result.columns, *([result.prediction] if result.prediction else [])]
     for c in rows:
         table.add_row(

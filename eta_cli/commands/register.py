@@ -77,8 +77,14 @@ def _print_versions(name: str, rows: list[dict]) -> None:
         console.print(f"no versions of model {name!r} yet: run `eta train` and `eta register`")
         return
     table = Table(title=f"Model {name!r}", caption="gate reasons: eta register --list --json")
+    # At 80 columns the identifiers stay whole (version, run, date) and the gate's words wrap.
     for column in ("version", "aliases", "MAE s", "cover", "late", "registered", "run", "gate"):
-        table.add_column(column, no_wrap=column in ("aliases", "registered", "gate"))
+        table.add_column(
+            column,
+            no_wrap=column in ("version", "MAE s", "cover", "late", "registered", "run"),
+            overflow="fold",
+            justify="right" if column in ("version", "MAE s", "cover", "late") else "left",
+        )
     for row in rows:
         m = row["metrics"]
         created = dt.datetime.fromtimestamp((row["created"] or 0) / 1000, dt.UTC)

@@ -371,7 +371,22 @@ def _probe_store(settings: Settings, uri: str, role: str, setting: str) -> str:
     )
 
 
+NOT_CREATED = "not created yet (created on first use)"
+
+
+def _fresh_embedded_store(settings: Settings) -> Path | None:
+    """The embedded default's MLflow database when it does not exist yet (a fresh home):
+    looking at it must not create it (MLflow would, with an experiment and migrations)."""
+    if settings.tracking_uri or settings.registry_uri:
+        return None
+    path = tracking.sqlite_path(settings.effective_tracking_uri)
+    return path if path is not None and not path.exists() else None
+
+
 def _check_tracking(settings: Settings) -> Verdict:
+    fresh = _fresh_embedded_store(settings)
+    if fresh is not None:
+        return Verdict(PASS, f"SQLite store {fresh} (embedded default): {NOT_CREATED}")
     uri = settings.effective_tracking_uri
     described = _probe_store(settings, uri, "tracking", "tracking_uri")
     if settings.effective_registry_uri != uri:
@@ -427,6 +442,12 @@ def _check_backend_db(settings: Settings) -> Verdict:
 
 
 def _check_model(settings: Settings, state: _State) -> Verdict:
+    if _fresh_embedded_store(settings) is not None:
+        return Verdict(
+            NOT_APPLICABLE,
+            f"no model yet: the embedded registry is {NOT_CREATED}",
+            "`eta train`, then `eta register`",
+        )
     if not state.tracking_ok:
         return Verdict(
             NOT_RUN,
@@ -501,6 +522,9 @@ def _check_monitoring(settings: Settings, fix: bool) -> Verdict:
     shown = redact_url(url)
     env = env_name("database_url")
     subject = f"monitoring database {shown}"
+    sqlite_file = tracking.sqlite_path(url) if url.startswith("sqlite") else None
+    if sqlite_file is not None and not sqlite_file.exists() and not fix:  # connecting creates it
+        return Verdict(PASS, f"{subject}: {NOT_CREATED}")
     try:
         engine = database.make_engine(url)
     except Exception as exc:
@@ -530,6 +554,9 @@ def _check_monitoring(settings: Settings, fix: bool) -> Verdict:
                 f"{subject} has schema v{version}, newer than this eta's v{target}",
                 "upgrade eta to the release that created the schema",
             )
+        if version is None and sqlite_file is not None and not fix:
+            # A SQLite file is the embedded default's: eta creates its schema on first use.
+            return Verdict(PASS, f"{subject}: schema {NOT_CREATED}")
         if version is None or missing:
             what = "no eta schema yet" if version is None else f"no table {', '.join(missing)}"
             if not fix:

@@ -203,10 +203,13 @@ def check_artifact_store(settings: Settings, experiment: Any) -> Verdict:
     elif scheme in ("", "file"):
         path = Path(unquote(urlsplit(root).path)) if scheme == "file" else Path(root)
         derived = settings.effective_artifact_location
-        if not settings.artifact_location and _normalise_location(root) == _normalise_location(
-            derived
+        default = not settings.artifact_location
+        if (
+            default
+            and _normalise_location(root) == _normalise_location(derived)
+            and not path.exists()  # under ETA_HOME: looking must not create it
         ):
-            path.mkdir(parents=True, exist_ok=True)  # under ETA_HOME, as any command creates it
+            return Verdict(PASS, f"artifact folder {path}: not created yet (created on first use)")
         detail = _probe_folder(path, "artifact folder", env)
     else:
         detail = _probe_mlflow_repository(settings, root)

@@ -81,6 +81,7 @@ def gather(
         cur_window: Window = {}
     else:
         cur_raw, cur_source, cur_window = current_data(settings, request.current, since)
+    ref_raw = match_weekdays(ref_raw, cur_raw, notes)
     ref = prepare(sample(ref_raw, rows_limit), "reference", ref_source)
     cur = prepare(sample(cur_raw, rows_limit), "current", cur_source)
     loaded = model_for(settings, request, (ref, cur), notes)
@@ -100,6 +101,48 @@ def gather(
         prediction_source=prediction_source,
         notes=notes,
     )
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def match_weekdays(
+    reference: pd.DataFrame, current: pd.DataFrame, notes: list[str]
+) -> pd.DataFrame:
+    """The reference orders placed on the current orders' weekdays (all of them when the
+    current side covers a whole week, or when too few would be left to compare with).
+
+    Weekly seasonality is not drift: a Saturday's orders come at other hours and in
+    another mix than the average week the champion was trained on, so a nightly report
+    of one weekend day against the whole reference flags ``order_hour`` (and more) on
+    ordinary days. Comparing a day with the same weekdays of the reference keeps the
+    test sensitive to a real change on that day, which a rolling 7-day window would
+    dilute six times over.
+    """
+    import pandas as pd
+
+    from eta_cli.monitor.result import MIN_CURRENT_ROWS
+
+    if schema.CREATED_AT not in reference.columns or schema.CREATED_AT not in current.columns:
+        return reference
+    current_days = set(pd.to_datetime(current[schema.CREATED_AT], errors="coerce").dt.dayofweek)
+    current_days = {int(d) for d in current_days if pd.notna(d)}
+    if not current_days or len(current_days) == len(WEEKDAYS):
+        return reference
+    reference_days = pd.to_datetime(reference[schema.CREATED_AT], errors="coerce").dt.dayofweek
+    matched = reference[reference_days.isin(current_days)]
+    names = ", ".join(WEEKDAYS[d] for d in sorted(current_days))
+    if len(matched) < MIN_CURRENT_ROWS:
+        notes.append(
+            f"only {len(matched):,} reference orders on {names}: compared with the whole "
+            "reference (weekly seasonality may show as drift)"
+        )
+        return reference
+    notes.append(
+        f"reference matched to the current orders' weekdays ({names}): {len(matched):,} of "
+        f"{len(reference):,} reference orders, so weekly seasonality is not reported as drift"
+    )
+    return matched
 
 
 # --------------------------------------------------------------------------- reading

@@ -45,6 +45,7 @@ from eta_cli.monitor.result import (
     EXIT_DELIVERY,
     EXIT_DRIFT,
     HOUR_COLUMN,
+    MIN_CURRENT_ROWS,
     NUMERIC_COLUMNS,
     PREDICTION_COLUMN,
     PREDICTION_COLUMNS,
@@ -71,6 +72,7 @@ __all__ = [
     "EXIT_DELIVERY",
     "EXIT_DRIFT",
     "HOUR_COLUMN",
+    "MIN_CURRENT_ROWS",
     "NUMERIC_COLUMNS",
     "PREDICTION_COLUMN",
     "PREDICTION_COLUMNS",
@@ -156,9 +158,19 @@ def _result(
         model_version=getattr(loaded, "version", None),
         model_uri=getattr(loaded, "uri", None),
         window=gathered.window,
-        notes=[*gathered.notes, *scores.notes],
+        notes=[*gathered.notes, *scores.notes, *_sample_notes(len(gathered.current))],
         fail_on_drift=request.fail_on_drift,
     )
+
+
+def _sample_notes(current_rows: int) -> list[str]:
+    """Why a report of very few current orders gives no verdict."""
+    if current_rows >= MIN_CURRENT_ROWS:
+        return []
+    return [
+        f"only {current_rows:,} current orders: below {MIN_CURRENT_ROWS:,} the drift verdict "
+        "is not meaningful, so none is given (widen --since for more orders)"
+    ]
 
 
 # --------------------------------------------------------------------------- score

@@ -63,6 +63,8 @@ def summary_html(result: DriftResult) -> str:
     e = html.escape
     verdict = "DATASET DRIFT DETECTED" if result.dataset_drift else "no dataset drift"
     colour = "#b00020" if result.dataset_drift else "#1b5e20"
+    if not result.meaningful:
+        verdict, colour = "no verdict: too few current orders", "#8a6d00"
     rows = "".join(
         f"<tr><td>{e(c.column)}</td><td>{e(c.kind)}</td><td>{e(c.method)}</td>"
         f"<td>{c.score:.4g}</td><td>{_fmt(c.threshold)}</td>"

@@ -48,6 +48,9 @@ PREDICTION_COLUMN = "eta_p50_s"
 PREDICTION_COLUMNS: tuple[str, ...] = ("eta_p10_s", "eta_p50_s", "eta_p90_s", "eta_quoted_s")
 SAMPLE_SEED = 0
 MIN_SAMPLE_ROWS = 100
+# Below this many current orders a drift test says more about chance than about traffic
+# (one order "drifts" half the columns): the report is still written, with no verdict.
+MIN_CURRENT_ROWS = 200
 
 CURRENT_ORDERS = "orders"
 CURRENT_PREDICTIONS = "predictions"
@@ -182,9 +185,15 @@ class DriftResult:
         return self.drifted_columns / self.total_columns if self.columns else 0.0
 
     @property
+    def meaningful(self) -> bool:
+        """Whether enough current orders were compared for a verdict (:data:`MIN_CURRENT_ROWS`)."""
+        return self.current_sampled_rows >= MIN_CURRENT_ROWS
+
+    @property
     def dataset_drift(self) -> bool:
-        """Evidently's rule: drifted share of columns at or above the threshold."""
-        return bool(self.columns) and self.drift_share >= self.threshold
+        """Evidently's rule: drifted share of columns at or above the threshold, and only
+        on a meaningful sample (a tiny batch neither alarms nor triggers a retrain)."""
+        return bool(self.columns) and self.meaningful and self.drift_share >= self.threshold
 
     @property
     def sampled(self) -> bool:
@@ -264,6 +273,7 @@ class DriftResult:
     def _data_drift_dict(self) -> dict[str, Any]:
         return {
             "dataset_drift": self.dataset_drift,
+            "meaningful": self.meaningful,
             "drift_share": self.drift_share,
             "threshold": self.threshold,
             "drifted_columns": self.drifted_columns,
