@@ -7,7 +7,13 @@ from typing import Any, Literal
 import typer
 
 from eta_cli.commands import options
-from eta_cli.commands._common import console, err_console, print_json, settings_from
+from eta_cli.commands._common import (
+    console,
+    err_console,
+    print_json,
+    quiet_library_warnings,
+    settings_from,
+)
 
 HELP = """Ingest new files, check the new orders for drift against the champion, and \
 retrain + register (champion/challenger gate) when drift is found or --retrain says so.
@@ -71,22 +77,23 @@ def pipeline_command(
     from eta_cli import pipeline
 
     settings = settings_from(ctx)
-    result = pipeline.run_pipeline(
-        settings,
-        sources or [],
-        inbox=inbox,
-        retrain=retrain,
-        synthetic=synthetic,
-        seed=seed,
-        drift=drift,
-        sample_rows=sample,
-        upload_s3=upload_s3,
-        alert_webhook=alert_webhook,
-        trials=trials,
-        max_rounds=max_rounds,
-        live_promotion=live_promotion == "on",
-        log=_log,
-    )
+    with quiet_library_warnings(settings.debug):  # the drift step's small samples
+        result = pipeline.run_pipeline(
+            settings,
+            sources or [],
+            inbox=inbox,
+            retrain=retrain,
+            synthetic=synthetic,
+            seed=seed,
+            drift=drift,
+            sample_rows=sample,
+            upload_s3=upload_s3,
+            alert_webhook=alert_webhook,
+            trials=trials,
+            max_rounds=max_rounds,
+            live_promotion=live_promotion == "on",
+            log=_log,
+        )
     if as_json:
         print_json(result.to_dict())
     else:

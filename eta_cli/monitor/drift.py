@@ -14,6 +14,19 @@ Everything is computed on at most ``sample_rows`` rows per side (a seeded random
 sample), which keeps the HTML report a few MB and the run a few seconds; the
 summary says how many rows were there before and after sampling.
 
+Nightly reports must not alarm on ordinary days, so two rules apply before any test:
+
+- **weekday-matched reference**: when the current orders cover fewer than seven
+  weekdays (a nightly report covers one), the reference is restricted to orders of
+  the same weekdays (:func:`eta_cli.monitor.data.match_weekdays`). A Saturday is
+  compared with the reference's Saturdays, so weekend hours and mix are not drift,
+  while a real change on that day is still seen at full strength (a rolling 7-day
+  window would dilute it six times). With too few such reference orders the whole
+  reference is used and a note says so.
+- **minimum sample**: below :data:`MIN_CURRENT_ROWS` (200) current orders the report
+  is still written but gives no verdict (``meaningful`` false, ``dataset_drift``
+  false: no alert, no retrain); a test on a handful of orders measures chance.
+
 One report is four steps, each in its own module: **gather** both sides
 (:mod:`eta_cli.monitor.data`), **score** them with Evidently (this module),
 **compare** quality and store mix (:mod:`eta_cli.monitor.quality`) and
