@@ -16,8 +16,14 @@
    time per request (its process tree, from /proc: less sensitive than latency to
    other work on a shared machine), and the ratios.
 
+5. Shadow challenger (issue 13): registers a second version under ``challenger`` and
+   runs ``eta serve`` without (``ETA_SHADOW_ALIAS=``) and with the shadow scoring every
+   request (``ETA_SHADOW_SAMPLE=1``), alternately, at concurrency 8; prints requests/s
+   and p99 of both and the throughput ratio. ``--shadow-only`` runs just this part.
+
 Targets (issue 4): concurrency 8 at >= 5x the requests/s of mlflow models serve,
-single-order p50 < 2 ms, 1,000-order batch < 30 ms. The client runs on the same
+single-order p50 < 2 ms, 1,000-order batch < 30 ms. Issue 13: the shadow costs at most
+10 % of the throughput at concurrency 8. The client runs on the same
 machine and shares its cores with the servers (and with anything else running).
 """
 
@@ -228,6 +234,89 @@ def check_same_numbers(eta: Target, mlf: Target, orders: list[dict[str, Any]]) -
     return max(abs(x - y) for x, y in zip(p50_ours, p50_theirs, strict=True))
 
 
+def ensure_challenger(env: dict[str, str]) -> None:
+    """A second registered version under ``challenger`` (the champion's run again: the
+    shadow then costs what a real challenger of the same size costs)."""
+    script = (
+        "from eta_cli.config import load_settings; from eta_cli import tracking\n"
+        "s = load_settings(); c = tracking.configure(s); n = s.model_name\n"
+        "aliases = c.get_registered_model(n).aliases\n"
+        "if 'challenger' not in aliases:\n"
+        "    champ = c.get_model_version_by_alias(n, 'champion')\n"
+        "    mv = c.create_model_version(n, champ.source, champ.run_id)\n"
+        "    c.set_registered_model_alias(n, 'challenger', mv.version)\n"
+    )
+    run([sys.executable, "-c", script], env)
+
+
+def start_eta(env: dict[str, str], logs: Path, name: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [ETA, "serve", "--port", str(port), "--threads", "8"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(logs / f"{name}.log", "w"),  # noqa: SIM115 - closed with the process
+    )
+    wait_http(port, "/ready", proc)
+    return proc, port
+
+
+def shadow_active(port: int, timeout: float = 120) -> bool:
+    """Wait until the service has loaded its shadow challenger (/model says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/model")
+        body = json.loads(conn.getresponse().read())
+        conn.close()
+        if (body.get("shadow") or {}).get("active"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def shadow_comparison(env: dict[str, str], logs: Path, requests: int, concurrency: int) -> None:
+    """Throughput and p99 at ``concurrency`` without and with the shadow, alternated
+    (off, on, off, on) so drift in the machine's load hits both alike."""
+    ensure_challenger(env)
+    orders = sample_orders(2000)
+    results: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    for round_no in range(2):
+        for mode in ("off", "on"):
+            mode_env = dict(env, ETA_SHADOW_ALIAS="" if mode == "off" else "challenger")
+            mode_env["ETA_SHADOW_SAMPLE"] = "1"
+            proc, port = start_eta(mode_env, logs, f"eta-serve-shadow-{mode}-{round_no}")
+            try:
+                if mode == "on" and not shadow_active(port):
+                    sys.exit("the shadow challenger did not load (see bench-logs)")
+                target = Target(f"shadow {mode}", port, "/predict", eta_wrap, proc.pid)
+                singles = target.bodies(orders, 1)
+                drive(target, singles, 300, 1)  # warm-up
+                r = drive(target, singles, requests, concurrency)
+                results[mode].append(r)
+                print(
+                    f"  shadow {mode:3s} round {round_no + 1}: {r['rps']:9.1f} req/s  "
+                    f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                    f"server CPU {r['cpu_ms']:.2f} ms/req",
+                    flush=True,
+                )
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    off = {k: statistics.mean(r[k] for r in results["off"]) for k in ("rps", "p99_ms", "cpu_ms")}
+    on = {k: statistics.mean(r[k] for r in results["on"]) for k in ("rps", "p99_ms", "cpu_ms")}
+    ratio = on["rps"] / off["rps"]
+    print()
+    print(f"shadow challenger, single orders at concurrency {concurrency} (mean of 2 rounds):")
+    print(f"  without shadow: {off['rps']:9.1f} req/s  p99 {off['p99_ms']:6.2f} ms")
+    print(f"  with shadow:    {on['rps']:9.1f} req/s  p99 {on['p99_ms']:6.2f} ms")
+    print(
+        f"  ratio with/without: throughput {ratio:.3f}, p99 {on['p99_ms'] / off['p99_ms']:.2f}, "
+        f"server CPU per request {on['cpu_ms'] / off['cpu_ms']:.2f}"
+    )
+    print(f"{'PASS' if ratio >= 0.9 else 'MISS'}  shadow costs at most 10 % of the throughput")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=50_000, help="synthetic orders to train on")
@@ -236,6 +325,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--home", help="ETA_HOME to use (kept); default: a temporary one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument(
+        "--shadow-only", action="store_true", help="only the shadow challenger comparison"
+    )
     args = parser.parse_args()
 
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="eta-bench-"))
@@ -253,6 +345,11 @@ def main() -> None:
     eta_port, mlflow_port = free_port(), free_port()
     logs = home / "bench-logs"
     logs.mkdir(exist_ok=True)
+    if args.shadow_only:
+        shadow_comparison(env, logs, args.requests, args.concurrency)
+        if not args.home and not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+        return
     procs = []
     try:
         eta_proc = subprocess.Popen(
@@ -361,6 +458,8 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
     written = (logs / "eta-serve.log").read_text().count('"path": "/predict"')
     print(f"eta serve access-log lines for /predict: {written}")
+    print()
+    shadow_comparison(env, logs, args.requests, args.concurrency)
     if not args.home and not args.keep:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -34,6 +34,7 @@ def test_pipeline_trains_first_model_keeps_it_on_stable_data_and_retrains_on_dri
     assert first.exit_code == pipeline.EXIT_OK
     assert [(s.name, s.status) for s in first.steps] == [
         ("ingest", "ok"),
+        ("evaluate", "skipped"),  # no prediction logged yet: nothing to join
         ("drift", "skipped"),  # nothing to compare with yet
         ("train", "ok"),
         ("register", "ok"),
@@ -68,7 +69,7 @@ def test_pipeline_trains_first_model_keeps_it_on_stable_data_and_retrains_on_dri
 
     # One log line per step with its timing, a start and an end line per run.
     step_lines = [line for line in lines if line.startswith("step=")]
-    assert len(step_lines) == 4 + 3 + 4
+    assert len(step_lines) == 5 + 4 + 5
     assert all(" seconds=" in line and " status=" in line for line in step_lines)
     assert sum(line.startswith("done exit=") for line in lines) == 3
     runs = (settings.home_path / "pipeline" / "runs.jsonl").read_text().splitlines()
@@ -79,6 +80,7 @@ def test_pipeline_trains_first_model_keeps_it_on_stable_data_and_retrains_on_dri
     assert idle.exit_code == 0 and idle.new_orders == 0
     assert [(s.name, s.status) for s in idle.steps] == [
         ("ingest", "skipped"),
+        ("evaluate", "skipped"),
         ("drift", "skipped"),
         ("train", "skipped"),
     ]
