@@ -165,20 +165,9 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise TimeoutError("eta serve not ready")
 
 
-def logged_rows(url: str) -> int:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar_one()
-    finally:
-        engine.dispose()
-
-
 def run(args: argparse.Namespace) -> int:
     from helpers_model import sample_orders
-    from helpers_postgres import PrivatePostgres
+    from helpers_postgres import PrivatePostgres, logged_predictions
 
     duration = args.minutes * 60.0
     work = Path(tempfile.mkdtemp(prefix="eta-soak-"))
@@ -245,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
             log.close()
-        rows = logged_rows(db_url)
+        rows = logged_predictions(db_url)
     dropped = metric(metrics, "eta_prediction_log_dropped_total")
     errors = metric(metrics, "eta_prediction_log_errors_total")
     rejected = metric(metrics, "eta_prediction_log_rejected_total")

@@ -99,3 +99,15 @@ class PrivatePostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def logged_predictions(url: str) -> int:
+    """Rows in the prediction log of the database at ``url``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar_one()
+    finally:
+        engine.dispose()

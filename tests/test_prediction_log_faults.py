@@ -8,9 +8,8 @@ not be stopped while other tests use it."""
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 from helpers_model import fake_loaded, sample_orders
-from helpers_postgres import PrivatePostgres, binaries
+from helpers_postgres import PrivatePostgres, binaries, logged_predictions
 
 from eta_cli.serve import ModelProvider, create_app
 from eta_cli.serve.prediction_log import PredictionLog
@@ -29,15 +28,6 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def _count(url: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar_one()
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.slow
 def test_postgres_stopped_and_restarted_while_serving(settings):
     with PrivatePostgres() as pg:
@@ -54,7 +44,7 @@ def test_postgres_stopped_and_restarted_while_serving(settings):
 
         predict(40, "before")
         assert log.flush(20)
-        assert _count(url) == 40
+        assert logged_predictions(url) == 40
 
         pg.stop()
         predict(40, "down")  # answered while the database is gone
@@ -71,4 +61,4 @@ def test_postgres_stopped_and_restarted_while_serving(settings):
         stats = log.stats()
         assert stats["written"] == 80 and stats["errors"] == 40 and stats["rejected"] == 0
         # Logged rows == answered requests - counted drops.
-        assert _count(url) == 120 - stats["errors"] - stats["dropped"]
+        assert logged_predictions(url) == 120 - stats["errors"] - stats["dropped"]
