@@ -202,7 +202,7 @@ def test_predict_url_to_a_dead_port_says_what_to_do(tmp_path, capsys):
     assert f"cannot reach {url}: is `eta serve` running?" in err
     assert "urllib3" not in err and "HTTPConnectionPool" not in err
     code, _, err = run_cli(capsys, "predict", "--json", str(EXAMPLE), "--url", "localhost:9696")
-    assert code == 2 and "expected http://HOST:PORT" in err
+    assert code == 2 and "--url 'localhost:9696': not an http:// or https:// address" in err
 
 
 # --- layouts at 80 columns -------------------------------------------------------------

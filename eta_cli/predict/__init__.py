@@ -177,7 +177,10 @@ class RemotePredictor:
         import requests
 
         if not url.lower().startswith(("http://", "https://")):
-            raise PredictError(f"--url {url!r}: expected http://HOST:PORT of an `eta serve`")
+            raise PredictError(
+                f"--url {url!r}: not an http:// or https:// address (an `eta serve` is "
+                "e.g. http://localhost:9696)"
+            )
         self.url = url.rstrip("/")
         self.max_batch = max(1, max_batch)
         self.timeout = timeout
