@@ -7,9 +7,12 @@ Steps, each logged as one line with its timing and summarised at the end:
    mtime), so a nightly run over the same inbox only ingests what is new or
    changed. ``s3://`` sources are passed to ingest every time; ingest
    de-duplicates by ``order_id`` (repeats are quarantined as ``duplicate_order``).
-2. **drift**: the orders that are new since the previous pipeline run (order ids
-   remembered in ``ETA_HOME/pipeline/known_orders.parquet``, so orders ingested
-   by another job count too) against the champion's reference sample.
+2. **drift**: the orders that are new *to the champion* against its reference
+   sample: every order placed after the newest order of the champion's training run
+   (its ``eta.test_end`` tag), whatever ran before, so the first run after
+   ``eta register`` already compares only what the champion has never seen. For a
+   champion whose run lacks that tag, the orders new since the previous pipeline run
+   (order ids remembered in ``ETA_HOME/pipeline/known_orders.parquet``).
 3. **train** when the policy says so: ``on-drift`` (default) retrains on dataset
    drift, ``always`` every run, ``never`` not at all. With no champion yet, the
    first model is trained (unless ``never``).
@@ -301,18 +304,27 @@ def _remember_orders(settings: Settings, ids: Any) -> None:
     os.replace(tmp, path)
 
 
-def new_orders(settings: Settings) -> tuple[pd.DataFrame, Any]:
-    """The ingested orders the previous run has not seen, and every order id now present.
+def new_orders(settings: Settings, after: datetime | None = None) -> tuple[pd.DataFrame, Any]:
+    """The new ingested orders, and every order id now present.
 
-    Only the order_id/order_date columns are read in full; the new orders' rows come
-    from the partitions (days) they are in.
+    New: placed after ``after`` (the end of the champion's training data) when given,
+    else not seen by the previous run. With ``after``, nothing is new when every such
+    order was already looked at by the previous run (a champion the gate kept is not
+    re-checked night after night on the same orders). Only the id, day and time columns
+    are read in full; the new orders' rows come from the partitions (days) they are in.
     """
     from eta_cli import lake
 
-    ids = lake.read_orders(settings, columns=[schema.ORDER_ID, schema.ORDER_DATE])
+    columns = [schema.ORDER_ID, schema.ORDER_DATE, schema.CREATED_AT]
+    ids = lake.read_orders(settings, columns=columns)
     all_ids = ids[schema.ORDER_ID].astype(str)
     known = _known_orders(settings)
-    fresh = ~all_ids.isin(known) if known is not None else all_ids.notna()
+    if after is not None:
+        fresh = ids[schema.CREATED_AT] > after
+        if known is not None and all_ids[fresh].isin(known).all():
+            fresh &= False  # nothing has arrived since the previous run looked
+    else:
+        fresh = ~all_ids.isin(known) if known is not None else all_ids.notna()
     if not fresh.any():
         return ids.iloc[0:0], all_ids
     first_day = str(ids.loc[fresh, schema.ORDER_DATE].min())
@@ -478,6 +490,20 @@ def _champion_version(settings: Settings) -> str | None:
     return registry.resolve_version(settings, settings.model_name, registry.CHAMPION)
 
 
+def champion_window_end(settings: Settings, version: str) -> datetime | None:
+    """The newest order the champion's training run saw (its ``eta.test_end`` tag):
+    orders after it are new to the champion. None when the run does not say."""
+    import pandas as pd
+
+    from eta_cli import tracking
+
+    with tracking.fast_http():
+        client = tracking.client_for(settings)
+        run_id = client.get_model_version(settings.model_name, version).run_id
+        end = client.get_run(run_id).data.tags.get("eta.test_end") if run_id else None
+    return pd.Timestamp(end).to_pydatetime() if end else None
+
+
 def _drift_step(
     settings: Settings,
     result: PipelineResult,
@@ -492,7 +518,9 @@ def _drift_step(
 
     tick = time.perf_counter()
     try:
-        frame, all_ids = new_orders(settings)
+        champion = _champion_version(settings)
+        after = champion_window_end(settings, champion) if champion else None
+        frame, all_ids = new_orders(settings, after)
     except lake.NoOrdersError:
         record(Step("drift", "skipped", time.perf_counter() - tick, "no ingested orders yet"))
         return None
@@ -500,11 +528,7 @@ def _drift_step(
         record(Step("drift", "failed", time.perf_counter() - tick, _log_line(exc)))
         return None
     result.new_orders = len(frame)
-    try:
-        champion = _champion_version(settings)
-    except Exception as exc:  # logged as a failed step
-        record(Step("drift", "failed", time.perf_counter() - tick, _log_line(exc)))
-        return None
+    since = f"after champion v{champion}'s data (orders to {after})" if after else None
     if champion is None:
         record(
             Step(
@@ -517,14 +541,16 @@ def _drift_step(
         )
         return all_ids
     if frame.empty:
-        record(Step("drift", "skipped", time.perf_counter() - tick, "no new orders since last run"))
+        detail = "no new orders since last run" + (f" ({since})" if since else "")
+        record(Step("drift", "skipped", time.perf_counter() - tick, detail))
         return all_ids
     try:
         report = drift.drift_report(
             settings,
             drift.DriftRequest(
                 current=frame,
-                current_label=f"{len(frame):,} orders new since the previous pipeline run",
+                current_label=f"{len(frame):,} orders "
+                + (since or "new since the previous pipeline run"),
                 sample_rows=sample_rows,
                 upload_s3=upload_s3,
                 alert_webhook=alert_webhook,

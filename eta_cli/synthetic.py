@@ -20,6 +20,8 @@ from eta_cli import schema
 
 N_STORES = 6_700
 DRIFT_MARKET = 7
+# Drifted deliveries take this much longer than their features say (a concept shift).
+DRIFT_SLOWDOWN = 1.25
 START = pd.Timestamp("2015-01-21")
 DAYS = 28
 
@@ -194,7 +196,11 @@ def generate_orders(
 ) -> pd.DataFrame:
     """``n`` raw orders with the real file's columns, ordered by store like the real file.
 
-    ``drift`` shifts the population (more congestion, a new market, bigger baskets).
+    ``drift`` shifts the population (more congestion, a new market, bigger baskets) and
+    slows every delivery by :data:`DRIFT_SLOWDOWN` beyond what those features explain,
+    so a model trained before the shift is visibly wrong on drifted orders and one
+    retrained on them is not. ``start``: the first order day (``eta ingest --drift``
+    passes the day after the lake's newest order: the shifted orders arrive later).
     ``messy`` adds the real file's quirks: missing values, negative counts, absurd
     durations, orders with no delivery time. ``keep_truth`` keeps hidden ``_true_*``
     columns that :func:`expected_duration` uses.
@@ -274,6 +280,8 @@ def generate_orders(
         frame[f"_true_{column}"] = frame[column].astype(float)
 
     expected = expected_duration(frame, seed)
+    if drift:  # what the features cannot tell: roads and kitchens are slower everywhere
+        expected = expected * DRIFT_SLOWDOWN
     # Heavy-tailed noise: multiplicative spread plus occasional long delays.
     noise = expected * (rng.lognormal(0.0, 0.2, size=n) - 1.0)
     noise += rng.standard_t(3, size=n) * 120.0

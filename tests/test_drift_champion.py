@@ -10,6 +10,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from eta_cli import ingest, lake, registry, train
@@ -44,10 +45,13 @@ def test_defaults_compare_newest_orders_with_the_champions_reference(
     assert {c.method for c in newest.columns} == {"ks", "chisquare"}
     assert newest.dataset_drift is False
 
-    # A drifted batch arrives; a week's window of the lake now shows it.
+    # A drifted batch arrives after the newest orders; a week's window of the lake,
+    # measured back from the newest order, now holds only drifted orders and shows it.
     ingest.ingest(settings, [], synthetic=3000, seed=0, drift=True)
+    last = lake.read_orders(settings, columns=["created_at"])["created_at"].max()
+    assert last > pd.Timestamp("2015-02-18")  # the day after the base period's newest
     week = drift.drift_report(settings, since="7d")
-    assert week.current_source.startswith("ingested orders since 2015-02-10")
+    assert week.current_source.startswith(f"ingested orders since {last - pd.Timedelta('7d'):%F}")
     assert week.dataset_drift is True
 
 

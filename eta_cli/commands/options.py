@@ -88,8 +88,13 @@ def synthetic(help: str, *, min: int | None = None) -> Any:
 
 
 def drift() -> Any:
-    """``--drift``: the synthetic orders come from a shifted population."""
-    return typer.Option(False, "--drift", help="Synthetic orders from a shifted population.")
+    """``--drift``: the synthetic orders come from a shifted population, arriving later."""
+    return typer.Option(
+        False,
+        "--drift",
+        help="Synthetic orders from a shifted population, starting the day after the "
+        "newest order in the lake.",
+    )
 
 
 def sample(help: str) -> Any:

@@ -5,8 +5,8 @@ writes, and its journaled atomic publish, are :mod:`eta_cli.lake`. Modules by jo
 
 - :mod:`.rules`: the cleaning rules, the single place that says what ingest accepts.
 - :mod:`.sources`: planning, sniffing and reading local and ``s3://`` sources.
-- :mod:`.chunks`: checking one chunk against the rules, vectorised.
-- :mod:`.order_ids`: the ``order_id`` content hash, vectorised.
+- :mod:`.chunks`: checking one chunk against the rules, vectorised, and each row's
+  ``order_id`` (the source's own, else derived by :mod:`eta_cli.order_ids`).
 - :mod:`.merge`: one order day de-duplicated and merged with the published day.
 - :mod:`.run`: the entry point and the local engine (threads in this process).
 - :mod:`.dask`: the Dask engine (one task per source file and per order day).

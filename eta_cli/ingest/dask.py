@@ -67,7 +67,7 @@ class _Job:
     index: int
     label: str
     source: Source | None = None  # a planned source without its filesystem (rebuilt on the worker)
-    synthetic: tuple[int, int, bool] | None = None
+    synthetic: tuple[int, int, bool, str | None] | None = None  # n, seed, drift, start
 
 
 @dataclass
@@ -134,9 +134,9 @@ def stage_source(job: _Job, settings: Settings, lake_uri: str, run_id: str) -> S
     try:
         try:
             if job.synthetic is not None:
-                n, seed, drift = job.synthetic
+                n, seed, drift, start = job.synthetic
                 chunk = settings.ingest_chunk_rows
-                batches = synthetic_batches(n, seed, drift, chunk)
+                batches = synthetic_batches(n, seed, drift, chunk, start)
             else:
                 filesystem, _ = storage.filesystem_and_path(job.source.uri, settings)
                 source = dataclasses.replace(job.source, filesystem=filesystem)
@@ -203,7 +203,7 @@ def run_on_cluster(
     client: Client,
     lake: Lake,
     plan: list[Source],
-    synthetic: tuple[int | None, int, bool],
+    synthetic: tuple[int | None, int, bool, str | None],
     result: IngestResult,
     progress: ProgressCallback | None,
 ) -> None:
@@ -219,9 +219,9 @@ def run_on_cluster(
         _Job(i, src.uri, source=dataclasses.replace(src, filesystem=None))
         for i, src in enumerate(plan)
     ]
-    n, seed, drift = synthetic
+    n, seed, drift, start = synthetic
     if n:
-        jobs.append(_Job(len(plan), labels[-1], synthetic=(n, seed, drift)))
+        jobs.append(_Job(len(plan), labels[-1], synthetic=(n, seed, drift, start)))
     tracker = Tracker(progress)
     lake_uri = lake.uri_of(lake.root)
     stage = _SharedStage(lake, result.run_id)

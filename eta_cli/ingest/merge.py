@@ -16,6 +16,7 @@ versions, since ids derived by another rule would never match and never de-dupli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -123,6 +124,23 @@ def _published(lake: Lake, final: str) -> pa.Table | None:
         ) from exc
 
 
+def _newest_partition(lake: Lake) -> str | None:
+    """The file of the newest order day in the lake, or None when it has none."""
+    days = [name for name in lake.list_names(lake.orders) if name.startswith(schema.ORDER_DATE)]
+    return lake.join("orders", days[-1], "part-0.parquet") if days else None
+
+
+def newest_order_time(lake: Lake) -> datetime | None:
+    """The newest ``created_at`` in the lake (its newest day's file only), or None."""
+    import pyarrow.parquet as pq
+
+    newest = _newest_partition(lake)
+    if newest is None:
+        return None
+    table = pq.read_table(newest, columns=[schema.CREATED_AT], filesystem=lake.fs)
+    return pc.max(table.column(schema.CREATED_AT)).as_py()
+
+
 def check_lake_version(lake: Lake) -> None:
     """Refuse, before any work, a lake whose order ids follow another version's rule.
 
@@ -131,10 +149,9 @@ def check_lake_version(lake: Lake) -> None:
     """
     import pyarrow.parquet as pq
 
-    days = [name for name in lake.list_names(lake.orders) if name.startswith(schema.ORDER_DATE)]
-    if not days:
+    newest = _newest_partition(lake)
+    if newest is None:
         return
-    newest = lake.join("orders", days[-1], "part-0.parquet")
     try:
         metadata = pq.read_metadata(newest, filesystem=lake.fs).metadata or {}
     except (OSError, pa.ArrowException):

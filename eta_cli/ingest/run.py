@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 
 import pyarrow as pa
 
@@ -32,7 +33,7 @@ from eta_cli.config import Settings
 from eta_cli.dask_engine import check_engine, engine_client
 from eta_cli.errors import EtaError, first_line
 from eta_cli.ingest.chunks import Checked, apply_checked, check_chunk, quarantine_malformed
-from eta_cli.ingest.merge import check_lake_version, count_merged, merge_day
+from eta_cli.ingest.merge import check_lake_version, count_merged, merge_day, newest_order_time
 from eta_cli.ingest.result import IngestResult
 from eta_cli.ingest.sources import Source, plan_sources, read_batches, synthetic_batches
 from eta_cli.lake import (
@@ -77,8 +78,6 @@ def ingest(
     check_engine(engine, scheduler)
     plan = plan_sources(sources, settings)  # a bad source is refused before any work
     labels = [p.uri for p in plan]
-    if synthetic:
-        labels.append(f"synthetic:n={synthetic},seed={seed}{',drift' if drift else ''}")
     lake = Lake(settings.effective_data_uri, settings)
     lake.check_writable()
     result = IngestResult(run_id=new_run_id(), output=lake.uri_of(lake.orders), files=labels)
@@ -89,14 +88,36 @@ def ingest(
     ):
         result.recovered = recover(lake)
         check_lake_version(lake)
+        generate = _synthetic_plan(lake, synthetic, seed, drift, labels)
         if client is None:
-            _run_locally(lake, plan, (synthetic, seed, drift), settings, result, progress)
+            _run_locally(lake, plan, generate, settings, result, progress)
         else:
             from eta_cli.ingest.dask import run_on_cluster
 
-            run_on_cluster(client, lake, plan, (synthetic, seed, drift), result, progress)
+            run_on_cluster(client, lake, plan, generate, result, progress)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _synthetic_plan(
+    lake: Lake, n: int | None, seed: int, drift: bool, labels: list[str]
+) -> tuple[int | None, int, bool, str | None]:
+    """What to generate: ``(n, seed, drift, start)``, and its source label in ``labels``.
+
+    A drifted batch is a population that *arrives later*: it starts the day after the
+    newest order already in the lake (read under the lake lock), so the newest orders
+    are the shifted ones, as they would be in production. An undrifted batch keeps the
+    generator's fixed dates, so re-running it adds nothing (ingest is idempotent).
+    """
+    start = None
+    if n and drift:
+        newest = newest_order_time(lake)
+        if newest is not None:
+            start = str(newest.date() + timedelta(days=1))
+    if n:
+        label = f"synthetic:n={n},seed={seed}{',drift' if drift else ''}"
+        labels.append(label + (f",start={start}" if start else ""))
+    return n, seed, drift, start
 
 
 def _check_request(sources: Sequence[str], synthetic: int | None) -> None:
@@ -113,7 +134,7 @@ def _check_request(sources: Sequence[str], synthetic: int | None) -> None:
 def _run_locally(
     lake: Lake,
     plan: list[Source],
-    synthetic: tuple[int | None, int, bool],
+    synthetic: tuple[int | None, int, bool, str | None],
     settings: Settings,
     result: IngestResult,
     progress: ProgressCallback | None,
@@ -181,7 +202,7 @@ class _InOrder:
 
 def _stream(
     plan: list[Source],
-    synthetic: tuple[int | None, int, bool],
+    synthetic: tuple[int | None, int, bool, str | None],
     settings: Settings,
     stage: RunStage,
     result: IngestResult,
@@ -197,11 +218,12 @@ def _stream(
             for index, src in enumerate(plan):
                 _stream_file(queue, index, src, settings, done_bytes)
                 done_bytes += src.size or 0
-            n, seed, drift = synthetic
+            n, seed, drift, start = synthetic
             if n:
                 label = result.files[-1]
                 rows = 0
-                for batch in synthetic_batches(n, seed, drift, settings.ingest_chunk_rows):
+                chunk = settings.ingest_chunk_rows
+                for batch in synthetic_batches(n, seed, drift, chunk, start):
                     offset, rows = rows, rows + batch.num_rows
                     queue.submit(batch, len(plan), label, offset, settings, done=rows, total=n)
                 queue.drain()

@@ -342,13 +342,21 @@ def read_batches(
             yield batch, raw.tell()
 
 
-def synthetic_batches(n: int, seed: int, drift: bool, chunk: int) -> Iterator[pa.RecordBatch]:
-    """Synthetic orders as record batches, so they take the same path as a file."""
+def synthetic_batches(
+    n: int, seed: int, drift: bool, chunk: int, start: str | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Synthetic orders as record batches, so they take the same path as a file.
+
+    ``start``: the first order day (ISO date; default the generator's own start).
+    """
     # The generator draws the whole frame at once (its store world and quirks are
     # drawn for all n together), so generation is not chunked; validation is.
     from eta_cli import synthetic
 
-    frame = synthetic.generate_orders(n, seed, drift=drift)
+    if start is None:
+        frame = synthetic.generate_orders(n, seed, drift=drift)
+    else:
+        frame = synthetic.generate_orders(n, seed, drift=drift, start=start)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     del frame
     yield from table.to_batches(max_chunksize=chunk)
