@@ -17,6 +17,14 @@ class EtaError(Exception):
             self.exit_code = exit_code
 
 
+class IngestError(EtaError):
+    """Orders cannot be ingested: a source as a whole, an output that cannot work, or a
+    lake another ingest is writing; the message names the file and the problem.
+
+    Defined here, below the lake's store and its lock, which both raise it.
+    """
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-blank line of an exception's text, for a one-line message or log field.
 

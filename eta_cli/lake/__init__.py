@@ -27,6 +27,7 @@ For an ``s3://`` lake the staged streams live in a local temporary folder; the m
 partition files are uploaded to ``_staging/`` in the bucket before the journal.
 """
 
+from eta_cli.errors import IngestError
 from eta_cli.lake.publish import (
     StagedRun,
     new_run_id,
@@ -51,7 +52,7 @@ from eta_cli.lake.staging import (
     RunStage,
     stage_quarantine_file,
 )
-from eta_cli.lake.store import IngestError, Lake, storage_errors
+from eta_cli.lake.store import Lake, storage_errors
 
 __all__ = [
     "QUARANTINE_SCHEMA",

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from eta_cli.errors import EtaError, first_line
+from eta_cli.errors import EtaError, IngestError, first_line
 
 if TYPE_CHECKING:
     from eta_cli.lake.store import Lake
@@ -67,8 +67,6 @@ def describe(holder: dict[str, Any] | None) -> str:
 
 
 def _busy(lake: Lake, holder: dict[str, Any] | None, waited: float, extra: str = "") -> EtaError:
-    from eta_cli.lake.store import IngestError
-
     return IngestError(
         f"another `eta ingest` is writing to {lake.uri_of(lake.root)}: the lock is held by "
         f"{describe(holder)}{extra}; waited {waited:.0f}s (ETA_LAKE_LOCK_WAIT_S). Run again "

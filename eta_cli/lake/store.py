@@ -19,12 +19,7 @@ import pyarrow as pa
 
 from eta_cli import schema, storage
 from eta_cli.config import Settings
-from eta_cli.errors import EtaError, first_line
-
-
-class IngestError(EtaError):
-    """Orders cannot be ingested: a source as a whole, an output that cannot work, or a
-    lake another ingest is writing; the message names the file and the problem."""
+from eta_cli.errors import IngestError, first_line
 
 
 class Lake:
