@@ -65,6 +65,11 @@ def build_app() -> typer.Typer:
     from eta_cli.commands import ingest as ingest_cmd
 
     app.command("ingest", cls=EtaCommand, help=ingest_cmd.HELP)(ingest_cmd.ingest_command)
+    from eta_cli.commands import synthetic as synthetic_cmd
+
+    app.command("synthetic", cls=EtaCommand, help=synthetic_cmd.HELP)(
+        synthetic_cmd.synthetic_command
+    )
     from eta_cli.commands import predict as predict_cmd
     from eta_cli.commands import serve as serve_cmd
 

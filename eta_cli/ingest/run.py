@@ -109,15 +109,21 @@ def _synthetic_plan(
     are the shifted ones, as they would be in production. An undrifted batch keeps the
     generator's fixed dates, so re-running it adds nothing (ingest is idempotent).
     """
-    start = None
-    if n and drift:
-        newest = newest_order_time(lake)
-        if newest is not None:
-            start = str(newest.date() + timedelta(days=1))
+    start = synthetic_start(lake) if n and drift else None
     if n:
         label = f"synthetic:n={n},seed={seed}{',drift' if drift else ''}"
         labels.append(label + (f",start={start}" if start else ""))
     return n, seed, drift, start
+
+
+def synthetic_start(lake: Lake) -> str | None:
+    """The first day of orders that arrive later: the day after the lake's newest order.
+
+    ISO date, or None for an empty lake (the generator's own start). ``eta ingest
+    --synthetic --drift`` and ``eta synthetic --drift`` both place their orders here.
+    """
+    newest = newest_order_time(lake)
+    return None if newest is None else str(newest.date() + timedelta(days=1))
 
 
 def _check_request(sources: Sequence[str], synthetic: int | None) -> None:
