@@ -228,6 +228,35 @@ def generate_orders(
     odd_place = rng.random(n) < 0.03
     place[odd_place] = rng.choice([0, 313, 600, 2715], size=odd_place.sum())
 
+    frame = pd.DataFrame(
+        {
+            "market_id": market,
+            "created_at": created,
+            "store_id": world.store_id[store_index],
+            "store_primary_category": world.category[store_index],
+            "order_protocol": protocol,
+            **_basket(rng, n, drift),
+            **_dashers(rng, market, hour, drift),
+            "estimated_order_place_duration": place,
+        }
+    )
+    frame["estimated_store_to_consumer_driving_duration"] = np.round(
+        rng.lognormal(np.log(545), 0.33, size=n)
+    ).clip(30, 2_500)
+    _add_delivery_times(frame, rng, seed, drift)
+
+    if messy:
+        _add_quirks(frame, rng)
+    frame = frame.sort_values(["store_id", "created_at"], kind="stable").reset_index(drop=True)
+    frame["store_primary_category"] = frame["store_primary_category"].replace("", None)
+    ordered = [*schema.COLUMN_NAMES]
+    if keep_truth:
+        ordered += [c for c in frame.columns if c.startswith("_true_")]
+    return _to_file_types(frame[ordered])
+
+
+def _basket(rng: np.random.Generator, n: int, drift: bool) -> dict[str, np.ndarray]:
+    """Items, distinct items, prices and subtotal of ``n`` baskets (bigger when drifted)."""
     basket_boost = 1.6 if drift else 1.0
     items = 1 + rng.negative_binomial(2.0, 0.45 / basket_boost, size=n)
     items = np.minimum(items, 400)
@@ -238,7 +267,21 @@ def generate_orders(
     subtotal = np.round(
         (min_price + max_price) / 2 * items * rng.lognormal(0, 0.15, size=n)
     ).astype(int)
+    return {
+        "total_items": items,
+        "subtotal": subtotal,
+        "num_distinct_items": distinct,
+        "min_item_price": min_price,
+        "max_item_price": max_price,
+    }
 
+
+def _dashers(
+    rng: np.random.Generator, market: np.ndarray, hour: np.ndarray, drift: bool
+) -> dict[str, np.ndarray]:
+    """Dashers on shift and busy and outstanding orders: more at peak hours and in the
+    better-supplied markets; fewer dashers, busier and more congested when drifted."""
+    n = market.size
     peak = HOUR_WEIGHTS[hour] / HOUR_WEIGHTS.max()
     supply = np.vectorize(MARKET_SUPPLY.get, otypes=[float])(market)
     onshift = np.round(rng.lognormal(np.log(48), 0.5, size=n) * supply * (0.25 + 0.75 * peak)).clip(
@@ -250,27 +293,18 @@ def generate_orders(
     busy = np.round(onshift * utilisation)
     load = rng.lognormal(np.log(1.0), 0.35, size=n) * (1.35 if drift else 1.0)
     outstanding = np.round(onshift * load * (0.6 + 0.9 * peak)).clip(0)
-    driving = np.round(rng.lognormal(np.log(545), 0.33, size=n)).clip(30, 2_500)
+    return {
+        "total_onshift_dashers": onshift,
+        "total_busy_dashers": busy,
+        "total_outstanding_orders": outstanding,
+    }
 
-    frame = pd.DataFrame(
-        {
-            "market_id": market,
-            "created_at": created,
-            "store_id": world.store_id[store_index],
-            "store_primary_category": world.category[store_index],
-            "order_protocol": protocol,
-            "total_items": items,
-            "subtotal": subtotal,
-            "num_distinct_items": distinct,
-            "min_item_price": min_price,
-            "max_item_price": max_price,
-            "total_onshift_dashers": onshift,
-            "total_busy_dashers": busy,
-            "total_outstanding_orders": outstanding,
-            "estimated_order_place_duration": place,
-            "estimated_store_to_consumer_driving_duration": driving,
-        }
-    )
+
+def _add_delivery_times(
+    frame: pd.DataFrame, rng: np.random.Generator, seed: int, drift: bool
+) -> None:
+    """``actual_delivery_time`` from the true features (kept as ``_true_*`` columns before
+    the quirks spoil them) plus heavy-tailed noise; drifted deliveries are slower still."""
     for column in (
         "total_onshift_dashers",
         "total_outstanding_orders",
@@ -279,6 +313,7 @@ def generate_orders(
     ):
         frame[f"_true_{column}"] = frame[column].astype(float)
 
+    n = len(frame)
     expected = expected_duration(frame, seed)
     if drift:  # what the features cannot tell: roads and kitchens are slower everywhere
         expected = expected * DRIFT_SLOWDOWN
@@ -289,15 +324,6 @@ def generate_orders(
     frame["actual_delivery_time"] = frame["created_at"] + pd.to_timedelta(
         np.round(duration), unit="s"
     )
-
-    if messy:
-        _add_quirks(frame, rng)
-    frame = frame.sort_values(["store_id", "created_at"], kind="stable").reset_index(drop=True)
-    frame["store_primary_category"] = frame["store_primary_category"].replace("", None)
-    ordered = [*schema.COLUMN_NAMES]
-    if keep_truth:
-        ordered += [c for c in frame.columns if c.startswith("_true_")]
-    return _to_file_types(frame[ordered])
 
 
 def _add_quirks(frame: pd.DataFrame, rng: np.random.Generator) -> None:
