@@ -59,6 +59,56 @@ def _check(lib: ctypes.CDLL, status: int) -> None:
         raise NativeUnavailable(lib.XGBGetLastError().decode(errors="replace"))
 
 
+# Prediction arguments of ``Booster.inplace_predict(data)`` with its defaults (NaN is missing).
+PREDICT_ARGS = (
+    b'{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, '
+    b'"missing": NaN, "strict_shape": false, "cache_id": 0}'
+)
+
+
+def predict_dense(lib: ctypes.CDLL, handle: ctypes.c_void_p, data: Any) -> Any:
+    """What ``xgboost.Booster.inplace_predict(data)`` returns for a 2-D NumPy array.
+
+    The one implementation of the call, shared by :class:`NativeBooster` (no ``import
+    xgboost``) and the service's :class:`eta_cli.serve.lean.LeanBooster` (a loaded
+    ``xgboost.Booster`` without the wrapper's per-call Python): the same C function
+    (``XGBoosterPredictFromDense``), the same arguments and the package's dtype rules
+    (``_ensure_np_dtype``), so the predictions are the package's, bit for bit. ``lib``
+    is the library that created ``handle``. A C error raises :class:`NativeUnavailable`.
+    """
+    import numpy as np
+
+    data = np.asarray(data)
+    if data.dtype.hasobject or data.dtype in (np.float16, np.bool_):
+        data = data.astype(np.float32, copy=False)
+    if not data.flags.aligned:
+        data = np.require(data, requirements="A")
+    interface = json.dumps(data.__array_interface__).encode()
+    shape = ctypes.POINTER(ctypes.c_uint64)()
+    dims = ctypes.c_uint64()
+    preds = ctypes.POINTER(ctypes.c_float)()
+    _check(
+        lib,
+        lib.XGBoosterPredictFromDense(
+            handle,
+            interface,
+            PREDICT_ARGS,
+            ctypes.c_void_p(),
+            ctypes.byref(shape),
+            ctypes.byref(dims),
+            ctypes.byref(preds),
+        ),
+    )
+    out_shape = tuple(int(shape[i]) for i in range(dims.value))
+    size = 1
+    for extent in out_shape:
+        size *= extent
+    if size == 0:
+        return np.empty(out_shape, dtype=np.float32)
+    # The buffer belongs to the booster's per-thread slot: copy it now.
+    return np.ctypeslib.as_array(preds, shape=(size,)).copy().reshape(out_shape)
+
+
 class NativeBooster:
     """The part of ``xgboost.Booster`` that scoring uses: ``inplace_predict`` and
     ``num_features``, on a model file loaded through the C API.
@@ -81,18 +131,6 @@ class NativeBooster:
         # What xgboost.Booster() sets on every booster it creates, then the caller's params.
         for key, value in {"validate_parameters": "1", **self._params}.items():
             _check(lib, lib.XGBoosterSetParam(self.handle, key.encode(), str(value).encode()))
-        # Prediction arguments of Booster.inplace_predict(data) with its defaults.
-        self._args = json.dumps(
-            {
-                "type": 0,
-                "training": False,
-                "iteration_begin": 0,
-                "iteration_end": 0,
-                "missing": float("nan"),
-                "strict_shape": False,
-                "cache_id": 0,
-            }
-        ).encode()
 
     @classmethod
     def load(cls, path: str | Path, params: dict[str, str] | None = None) -> NativeBooster:
@@ -106,38 +144,8 @@ class NativeBooster:
         return int(out.value)
 
     def inplace_predict(self, data: Any) -> Any:
-        """``xgboost.Booster.inplace_predict(data)`` for a 2-D NumPy array: the same C call
-        (``XGBoosterPredictFromDense``) with the same arguments and dtype handling."""
-        import numpy as np
-
-        data = np.asarray(data)
-        if data.dtype.hasobject or data.dtype in (np.float16, np.bool_):
-            data = data.astype(np.float32, copy=False)
-        if not data.flags.aligned:
-            data = np.require(data, requirements="A")
-        interface = json.dumps(data.__array_interface__).encode()
-        lib = self._lib
-        shape = ctypes.POINTER(ctypes.c_uint64)()
-        dims = ctypes.c_uint64()
-        preds = ctypes.POINTER(ctypes.c_float)()
-        _check(
-            lib,
-            lib.XGBoosterPredictFromDense(
-                self.handle,
-                interface,
-                self._args,
-                ctypes.c_void_p(),
-                ctypes.byref(shape),
-                ctypes.byref(dims),
-                ctypes.byref(preds),
-            ),
-        )
-        out_shape = tuple(int(shape[i]) for i in range(dims.value))
-        size = int(np.prod(out_shape)) if out_shape else 0
-        if size == 0:
-            return np.empty(out_shape, dtype=np.float32)
-        # The buffer belongs to the booster's per-thread slot: copy it now.
-        return np.ctypeslib.as_array(preds, shape=(size,)).copy().reshape(out_shape)
+        """``xgboost.Booster.inplace_predict(data)`` for a 2-D array (:func:`predict_dense`)."""
+        return predict_dense(self._lib, self.handle, data)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"raw": self._raw, "params": self._params}
