@@ -379,6 +379,37 @@ def test_openapi_is_valid_and_matches_what_is_accepted(client):
     assert set(doc["paths"]) == {rule.rule for rule in client.application.url_map.iter_rules()}
 
 
+def test_openapi_documents_the_admin_token_of_reload(settings, provider):
+    """/reload's 401/403 and its bearer scheme are in /openapi.json, and the real
+    refusals match the documented error body."""
+    from jsonschema import Draft202012Validator
+
+    off = create_app(settings.replace(admin_token=""), provider).test_client()
+    on = create_app(settings.replace(admin_token=TOKEN), provider).test_client()
+    doc = on.get("/openapi.json").get_json()
+    assert doc == off.get("/openapi.json").get_json()  # the token is never in it
+    assert TOKEN not in json.dumps(doc)
+    schemes = doc["components"]["securitySchemes"]
+    assert len(schemes) == 1
+    ((name, scheme),) = schemes.items()
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    reload = doc["paths"]["/reload"]["post"]
+    assert reload["security"] == [{name: []}]
+    assert {"401", "403"} <= set(reload["responses"])
+    assert "security" not in doc and "security" not in doc["paths"]["/predict"]["post"]
+    error = Draft202012Validator({"$ref": "#/components/schemas/Error", **doc})
+    answers = {
+        "403": off.post("/reload", headers={"Authorization": f"Bearer {TOKEN}"}),
+        "401": on.post("/reload", headers={"Authorization": "Bearer wrong"}),
+    }
+    for status, answer in answers.items():
+        assert str(answer.status_code) == status
+        assert reload["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+        error.validate(answer.get_json())
+
+
 def test_one_structured_log_line_per_request(client, caplog):
     with caplog.at_level(logging.INFO, logger="eta.serve.access"):
         post(client, {"orders": ORDERS[:3]}, headers={"X-Request-ID": "req-1"})
@@ -599,6 +630,33 @@ def test_lean_booster_is_bit_identical_and_used_when_serving(settings):
         )
     provider = ModelProvider.fixed(settings, loaded)
     assert isinstance(provider.current.model.booster, LeanBooster)
+
+
+def test_lean_and_native_boosters_share_one_prediction_call(tmp_path, monkeypatch):
+    """The service's lean call and `eta predict`'s native booster are one implementation
+    (eta_cli.booster.predict_dense), bit-identical to xgboost's own, float32 or float64."""
+    from eta_cli import booster as booster_module
+    from eta_cli.booster import NativeBooster
+    from eta_cli.serve import LeanBooster
+
+    model = tiny_model()
+    model.save(tmp_path / "model")
+    native = NativeBooster.load(tmp_path / "model" / "booster.ubj")
+    lean = LeanBooster(model.booster)
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(800, 600, size=(33, 25))
+    matrix[rng.random(matrix.shape) < 0.1] = np.nan
+    for rows in (matrix[:1], matrix, matrix.astype(np.float32), matrix[::2]):
+        expected = model.booster.inplace_predict(rows)
+        assert np.array_equal(lean.inplace_predict(rows), expected)
+        assert np.array_equal(native.inplace_predict(rows), expected)
+    calls = []
+    real = booster_module.predict_dense
+    monkeypatch.setattr(booster_module, "predict_dense", lambda *a: calls.append(a[1]) or real(*a))
+    monkeypatch.setattr("eta_cli.serve.lean.predict_dense", booster_module.predict_dense)
+    lean.inplace_predict(matrix[:1])
+    native.inplace_predict(matrix[:1])
+    assert calls == [lean.booster.handle, native.handle]
 
 
 def test_lean_booster_falls_back_when_it_disagrees(monkeypatch):

@@ -23,6 +23,9 @@ from eta_cli.orders import (
 from eta_cli.schema import Column
 from eta_cli.validation import BATCH_KEY, FORBIDDEN_FIELDS, PARTIAL_KEY, interval_field
 
+# The security scheme of the admin routes (eta_cli.serve.admin): a bearer token.
+ADMIN_SCHEME = "adminToken"
+
 
 def _column_schema(column: Column) -> dict[str, Any]:
     kinds = {"int": "integer", "float": "number", "str": "string", "timestamp": "string"}
@@ -153,9 +156,14 @@ def service_paths(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
         "/reload": {
             "post": {
                 "summary": "Check the registry alias now and load the new version if it moved",
+                "description": "An admin route: it needs `Authorization: Bearer "
+                "<ETA_ADMIN_TOKEN>`, and is off (403) on a server without that token.",
+                "security": [{ADMIN_SCHEME: []}],
                 "responses": {
                     "200": _ok("Status", "Checked (and reloaded if needed)"),
                     "202": _ok("Status", "Still loading in the background"),
+                    "401": _error("No, a malformed or a wrong admin bearer token; nothing done"),
+                    "403": _error("Admin routes are off: the server has no ETA_ADMIN_TOKEN"),
                     "503": _ok("Status", "The reload failed; the current model is kept"),
                 },
             }
@@ -312,6 +320,14 @@ def openapi_document(
             "schemas": {
                 **request_schemas(max_batch),
                 **answer_schemas(quantile_low, quantile_high),
-            }
+            },
+            "securitySchemes": {
+                ADMIN_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The server's ETA_ADMIN_TOKEN (docs/security.md): "
+                    "only admin routes ask for it; the others are public.",
+                }
+            },
         },
     }
