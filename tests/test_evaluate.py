@@ -5,6 +5,7 @@ delivered orders in the lake, verdicts, promotion and the monitoring tables."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +17,7 @@ from helpers_model import fake_loaded, log_and_register, sample_orders, tiny_mod
 from eta_cli import pipeline, registry, schema, synthetic
 from eta_cli.cli import main
 from eta_cli.config import Settings, load_settings
-from eta_cli.monitor import database, evaluate
+from eta_cli.monitor import database, evaluate, workspace
 from eta_cli.serve import ModelProvider, create_app
 from eta_cli.serve.prediction_log import PredictionLog
 from eta_cli.serve.shadow import ShadowScorer
@@ -119,6 +120,17 @@ def test_a_weak_challenger_loses_and_is_not_promoted(settings, capsys) -> None:
     assert code == 0
     assert "challenger" in out and "v2" in out and "verdict: champion" in out
 
+    # Each evaluation is also a run of the model's workspace project, for eta ui's panels.
+    info = workspace.find_project(settings)
+    assert info is not None and info.runs == 2
+    evaluations = [
+        json.loads(path.read_text())
+        for path in workspace.run_files(info.workspace / info.project_id)
+    ]
+    for run in evaluations:
+        assert {"model-v1", "model-v2"} <= set(run["tags"])
+        assert run["metadata"]["kind"] == "evaluation"
+
 
 def test_a_better_challenger_wins_and_is_promoted_with_promote(
     settings, capsys, monkeypatch
@@ -173,6 +185,38 @@ def test_nothing_to_join_says_what_is_missing(settings, capsys) -> None:
 
     code, _, err = eta(capsys, "evaluate", "--since", "yesterday-ish")
     assert code == 2 and "--since 'yesterday-ish' is not understood" in err
+
+
+def test_reading_a_fresh_home_creates_no_monitoring_database(settings, capsys) -> None:
+    """`eta evaluate`, the pipeline's evaluate step and `eta doctor` only read: on a home
+    with no monitoring database they leave none behind (not even an empty file)."""
+    db_file = settings.home_path / "monitoring.db"
+    assert settings.effective_database_url.endswith(str(db_file))
+
+    def files() -> set[str]:
+        home = settings.home_path
+        return {str(p) for p in home.rglob("*")} if home.exists() else set()
+
+    before = files()
+    code, out, err = eta(capsys, "evaluate", "--json")
+    assert code == 0, err
+    assert "no predictions of model 'eta'" in json.loads(out)["message"]
+    steps: list = []
+    result = pipeline.PipelineResult(datetime.now(UTC), "never")
+    pipeline._evaluate_step(settings, False, result, lambda step: steps.append(step) or step)
+    assert [s.status for s in steps] == ["skipped"], steps
+    assert "no predictions" in steps[0].detail
+    _, out, err = eta(capsys, "doctor")
+    assert "monitoring database" in out + err and "not created yet" in out + err
+    assert not db_file.exists()
+    assert files() == before
+    # Once the service logs a prediction, the database exists and evaluate reads it.
+    plog = PredictionLog(settings.effective_database_url, 100).start()
+    app = create_app(settings, ModelProvider.fixed(settings, fake_loaded("1")), plog)
+    app.test_client().post("/predict", json=sample_orders(1, with_id=True)[0])
+    plog.close()
+    assert db_file.exists()
+    assert evaluate.evaluate(settings).predictions == 1
 
 
 def test_pipeline_evaluate_step_promotes_with_live_promotion_on(settings) -> None:

@@ -177,6 +177,21 @@ def make_engine(database_url: str) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
+def sqlite_file_missing(database_url: str) -> bool:
+    """True when the monitoring database is a SQLite file that does not exist yet.
+
+    Connecting would create it (and :func:`make_engine` its folder), so a reader that
+    finds nothing to read (``eta evaluate``, the pipeline's evaluate step) asks first:
+    an empty ``monitoring.db`` appearing after a read-only command surprises its owner.
+    """
+    from eta_cli.tracking import sqlite_path
+
+    if not database_url.startswith("sqlite"):
+        return False
+    path = sqlite_path(database_url)
+    return path is not None and not path.expanduser().exists()
+
+
 def engine_for(settings: Settings) -> sa.Engine:
     return make_engine(settings.effective_database_url)
 

@@ -31,6 +31,7 @@ from eta_cli.errors import EtaError, first_line
 from eta_cli.monitor import database
 from eta_cli.monitor.quality import quality_of
 from eta_cli.progress import ProgressCallback, report
+from eta_cli.redact import redact_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -198,8 +199,35 @@ def evaluate(
             store_evaluation(settings, result)
             result.stored = True
         except EtaError as exc:
-            result.errors.append(f"results not stored: {exc}")
+            result.errors.append(f"results not stored: {first_line(exc)}")
+        _record_in_workspace(settings, result)
     return result
+
+
+def _record_in_workspace(settings: Settings, result: Evaluation) -> None:
+    """Add the evaluation to the Evidently workspace, where ``eta ui`` draws live MAE and
+    lateness per model version; a failure there is reported like a failed store."""
+    from eta_cli.monitor import workspace
+
+    figures: list[workspace.VersionQuality] = []
+    for quality in result.models:  # one point per version, whichever role served it first
+        if all(f.model_version != quality.version for f in figures):
+            figures.append(
+                workspace.VersionQuality(
+                    quality.version, quality.orders, quality.mae, quality.lateness
+                )
+            )
+    try:
+        workspace.add_evaluation_run(
+            settings,
+            figures,
+            model_name=result.model_name,
+            created_at=result.evaluated_at,
+            source=f"predictions since {result.window_start:%Y-%m-%d %H:%M} UTC "
+            "joined with delivered orders",
+        )
+    except EtaError as exc:
+        result.errors.append(f"workspace run not added: {first_line(exc)}")
 
 
 def read_predictions(settings: Settings, start: datetime) -> pd.DataFrame:
@@ -208,8 +236,6 @@ def read_predictions(settings: Settings, start: datetime) -> pd.DataFrame:
     import pandas as pd
     import sqlalchemy as sa
 
-    engine = database.engine_for(settings)
-    where = engine.url.render_as_string(hide_password=True)
     table = database.predictions
     query = sa.select(
         table.c.order_id,
@@ -219,6 +245,14 @@ def read_predictions(settings: Settings, start: datetime) -> pd.DataFrame:
         table.c.role,
         *(table.c[name] for name in PREDICTION_COLUMNS),
     ).where(table.c.predicted_at >= start, table.c.model_name == settings.model_name)
+    columns = [c.name for c in query.selected_columns]
+    if database.sqlite_file_missing(settings.effective_database_url):
+        # Nothing logged yet, and reading must not create an empty database file.
+        frame = pd.DataFrame(columns=columns)
+        frame.attrs["where"] = redact_url(settings.effective_database_url)
+        return frame
+    engine = database.engine_for(settings)
+    where = engine.url.render_as_string(hide_password=True)
     try:
         database.ensure_schema(engine)
         with engine.connect() as conn:
@@ -227,7 +261,6 @@ def read_predictions(settings: Settings, start: datetime) -> pd.DataFrame:
         raise database.MonitoringError(f"prediction log in {where}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
-    columns = [c.name for c in query.selected_columns]
     frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
     frame.attrs["where"] = where
     if frame.empty:
@@ -346,7 +379,9 @@ def _compared_versions(
         for role in aliases:
             aliases[role] = registry.resolve_version(settings, settings.model_name, role)
     except EtaError as exc:
-        notes.append(f"registry not reachable ({exc}); comparing the most-logged versions")
+        notes.append(
+            f"registry not reachable ({first_line(exc)}); comparing the most-logged versions"
+        )
     chosen = []
     for role in (CHAMPION, CHALLENGER):
         counts = joined.loc[joined["role"] == role, "model_version"].value_counts()
