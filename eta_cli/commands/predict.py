@@ -100,12 +100,7 @@ def predict_command(
     ),
 ) -> None:
     """Predict JSON orders (printed) or a whole file (written), in-process or remotely."""
-    _check_options(json_path, input_uri, output_uri, url, model, output_format)
-    if strict and json_path is None:
-        raise EtaError(
-            "--strict applies to --json orders; batch files keep each rejected row, with "
-            "its reason in the 'error' column"
-        )
+    _check_options(json_path, input_uri, output_uri, url, model, output_format, strict)
     settings = settings_from(ctx)
     if dask_engine.check_engine(engine, scheduler) == "dask" and (json_path is not None or url):
         from eta_cli.predict.dask import FILES_ONLY
@@ -114,21 +109,27 @@ def predict_command(
     if json_path is not None:
         _predict_json(settings, json_path, url, model, wait, output_format, strict)
         return
+    server = _predictor(settings, url, model, wait) if url else None
+    batch = {"chunk_rows": chunk_rows, "engine": engine, "scheduler": scheduler}
+    _predict_batch(settings, input_uri, output_uri, server or model, batch, output_format)
+
+
+def _predict_batch(
+    settings: Any,
+    input_uri: Any,
+    output_uri: Any,
+    model: Any,
+    batch: dict[str, Any],
+    output_format: str,
+) -> None:
+    """Score a whole file (or, with Dask, a folder) with a progress bar; print the result."""
     from eta_cli.predict.files import predict_files
 
-    server = _predictor(settings, url, model, wait) if url else None
     with progress_display() as report:
-        summary = predict_files(
-            settings,
-            input_uri,  # type: ignore[arg-type]
-            output_uri,  # type: ignore[arg-type]
-            model=server or model,
-            chunk_rows=chunk_rows,
-            engine=engine,
-            scheduler=scheduler,
-            progress=report,
+        result = predict_files(
+            settings, input_uri, output_uri, model=model, **batch, progress=report
         )
-    _print_batch_summary(summary, output_format)
+    _print_batch_result(result, output_format)
 
 
 def _check_options(
@@ -138,6 +139,7 @@ def _check_options(
     url: str | None,
     model: str | None,
     output_format: str,
+    strict: bool,
 ) -> None:
     """Refuse option combinations that cannot work, before anything is read or loaded."""
     if (json_path is None) == (input_uri is None):
@@ -148,6 +150,11 @@ def _check_options(
         raise EtaError("--url and --model exclude each other: the server chooses its model")
     if output_format not in ("auto", "table", "json"):
         raise EtaError(f"--format {output_format!r}: use table, json or auto")
+    if strict and json_path is None:
+        raise EtaError(
+            "--strict applies to --json orders; batch files keep each rejected row, with "
+            "its reason in the 'error' column"
+        )
 
 
 def _wants_json(output_format: str) -> bool:
@@ -196,33 +203,33 @@ def _predict_json(
         raise typer.Exit(1)
 
 
-def _print_batch_summary(summary: Any, output_format: str) -> None:
+def _print_batch_result(result: Any, output_format: str) -> None:
     """One line for the written file, plus missing columns and example rejections."""
     if _wants_json(output_format):
-        print_json(summary.to_dict())
+        print_json(result.to_dict())
         return
-    if summary.engine == "dask":
+    if result.engine == "dask":
         console.print(
-            f"[green]wrote[/] {summary.files} file(s) under {summary.output}: {summary.rows} "
-            f"rows, {summary.predicted} predicted, {summary.rejected} rejected (model "
-            f"{summary.model_name or 'local'} v{summary.model_version or '-'}, "
-            f"{summary.seconds:.1f} s)"
+            f"[green]wrote[/] {result.files} file(s) under {result.output}: {result.rows} "
+            f"rows, {result.predicted} predicted, {result.rejected} rejected (model "
+            f"{result.model_name or 'local'} v{result.model_version or '-'}, "
+            f"{result.seconds:.1f} s)"
         )
-        for example in summary.reject_examples:
+        for example in result.reject_examples:
             console.print(f"[yellow]rejected[/] {example}")
         return
     console.print(
-        f"[green]wrote[/] {summary.output}: {summary.rows} rows, {summary.predicted} predicted, "
-        f"{summary.rejected} rejected (model {summary.model_name or 'local'} "
-        f"v{summary.model_version or '-'})"
+        f"[green]wrote[/] {result.output}: {result.rows} rows, {result.predicted} predicted, "
+        f"{result.rejected} rejected (model {result.model_name or 'local'} "
+        f"v{result.model_version or '-'})"
     )
-    if summary.missing_optional_columns:
+    if result.missing_optional_columns:
         console.print(
             "[yellow]input has no column(s)[/] "
-            + ", ".join(summary.missing_optional_columns)
+            + ", ".join(result.missing_optional_columns)
             + ": treated as missing values"
         )
-    for example in summary.reject_examples:
+    for example in result.reject_examples:
         console.print(f"[yellow]rejected[/] {example}")
 
 
