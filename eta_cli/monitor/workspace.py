@@ -270,27 +270,24 @@ def run_files(project_dir: Path) -> list[Path]:
 def dashboard_panels() -> list[tuple[str, Any]]:
     """(tab, panel) of every panel eta maintains; ids are fixed by the title.
 
-    Long because it is the dashboard's definition, one literal panel after another, read
-    top to bottom like the page it draws; splitting it would scatter that page.
+    Each tab's panels are one literal list, read top to bottom like the page it draws.
     """
-    from evidently.metrics import MeanValue
+    panels = _drift_panels() + _quality_panels()
+    for _tab, panel in panels:
+        panel.id = uuid.uuid5(_PANEL_NAMESPACE, panel.title)
+    return panels
+
+
+def _drift_panels() -> list[tuple[str, Any]]:
+    """The drift tab: drifted share against the threshold, the median prediction's drift,
+    drift per key feature and the orders behind each report."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 
     def drift(metric: str, legend: str, **labels: str) -> Any:
         return PanelMetric(legend=legend, tags=[DRIFT_TAG], metric=metric, metric_labels=labels)
 
-    def by_version(column: str) -> Any:
-        # GroupBy results carry the grouped metric's own parameters as text: match them.
-        grouped = str(MeanValue(column=column).dict(exclude_none=True))
-        return PanelMetric(
-            legend="v{{label}}",
-            tags=[EVALUATION_TAG],
-            metric="GroupByMetric",
-            metric_labels={"metric": grouped, "column_name": VERSION_COLUMN},
-        )
-
-    panels = [
+    return [
         (
             DRIFT_TAB,
             line_plot_panel(
@@ -333,6 +330,26 @@ def dashboard_panels() -> list[tuple[str, Any]]:
                 "Current orders in each report, before sampling.",
             ),
         ),
+    ]
+
+
+def _quality_panels() -> list[tuple[str, Any]]:
+    """The live-quality tab: MAE, lateness and orders evaluated, one line per model version."""
+    from evidently.metrics import MeanValue
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import bar_plot_panel, line_plot_panel
+
+    def by_version(column: str) -> Any:
+        # GroupBy results carry the grouped metric's own parameters as text: match them.
+        grouped = str(MeanValue(column=column).dict(exclude_none=True))
+        return PanelMetric(
+            legend="v{{label}}",
+            tags=[EVALUATION_TAG],
+            metric="GroupByMetric",
+            metric_labels={"metric": grouped, "column_name": VERSION_COLUMN},
+        )
+
+    return [
         (
             QUALITY_TAB,
             line_plot_panel(
@@ -362,9 +379,6 @@ def dashboard_panels() -> list[tuple[str, Any]]:
             ),
         ),
     ]
-    for _tab, panel in panels:
-        panel.id = uuid.uuid5(_PANEL_NAMESPACE, panel.title)
-    return panels
 
 
 def desired_dashboard(current: Any) -> Any:
