@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from eta_cli.errors import EtaError
-from eta_cli.redact import REDACTED, redact_url  # the one implementation; re-exported here
+from eta_cli.errors import EtaError, first_line
+from eta_cli.redact import REDACTED, redact_text, redact_url  # noqa: F401 (re-exported)
 
 PROFILES_ENV = "ETA_PROFILE"
 CONFIG_DIR_ENV = "ETA_CONFIG_DIR"
@@ -254,7 +254,9 @@ def read_profile(
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"profile file {path} is not valid TOML: {exc}") from exc
+                raise ConfigError(
+                    f"profile file {path} is not valid TOML: {first_line(exc)}"
+                ) from exc
             values = data.get("eta", data)
             known = _field_types()
             unknown = sorted(set(values) - set(known))
@@ -421,8 +423,8 @@ def _given(settings: Settings, name: str) -> str:
 def redact(name: str, value: Any) -> Any:
     if isinstance(value, str) and value and SECRET_NAME.search(name):
         return REDACTED
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
+    if isinstance(value, str):
+        return redact_text(value)  # URLs, and secret pairs of a DSN (``password=...``)
     return value
 
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from eta_cli import schema
 from eta_cli.errors import EtaError, first_line
+from eta_cli.redact import redact_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,7 +166,7 @@ def pipeline_lock(settings: Settings) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
     except OSError as exc:
-        raise PipelineError(f"cannot open the pipeline lock {path}: {exc}") from exc
+        raise PipelineError(f"cannot open the pipeline lock {path}: {first_line(exc)}") from exc
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -201,7 +202,7 @@ def _read_manifest(settings: Settings) -> dict[str, dict[str, Any]]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise PipelineError(
-            f"{path} is not readable JSON ({exc}); delete it to ingest every file again"
+            f"{path} is not readable JSON ({first_line(exc)}); delete it to ingest every file again"
         ) from exc
 
 
@@ -384,7 +385,11 @@ def run_pipeline(
         )
     if inbox and not os.path.isdir(os.path.expanduser(inbox)):
         raise PipelineError(f"inbox {inbox} is not a folder (--inbox / ETA_PIPELINE_INBOX)")
-    emit = log or _default_log
+    sink = log or _default_log
+
+    def emit(line: str) -> None:
+        sink(redact_text(line))  # a step's detail can quote a URL or a driver's error
+
     started = time.perf_counter()
     result = PipelineResult(started_at=datetime.now(UTC), retrain_policy=retrain)
 
@@ -645,15 +650,15 @@ def _train_step(
 def _register_step(
     settings: Settings, run_id: str, result: PipelineResult, record: Callable[[Step], Step]
 ) -> None:
-    from eta_cli import registry
+    from eta_cli import registration
 
     tick = time.perf_counter()
     try:
-        registered = registry.register(settings, run_id=run_id)
+        registered = registration.register(settings, run_id=run_id)
     except Exception as exc:  # logged as a failed step
         record(Step("register", "failed", time.perf_counter() - tick, _log_line(exc)))
         return
-    result.promoted = registered.action in (registry.CHAMPION, "promoted")
+    result.promoted = registered.action in (registration.CHAMPION, "promoted")
     record(
         Step(
             "register",

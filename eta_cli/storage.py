@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     from eta_cli.config import Settings
@@ -106,5 +106,5 @@ def upload_file(
     try:
         s3_client(settings).upload_file(str(local_path), target.bucket, target.key, ExtraArgs=extra)
     except (BotoCoreError, ClientError) as exc:
-        raise StorageError(f"could not upload {local_path} to {uri}: {exc}") from exc
+        raise StorageError(f"could not upload {local_path} to {uri}: {first_line(exc)}") from exc
     return str(target)

@@ -50,6 +50,7 @@ from eta_cli.doctor.outcome import (
 )
 from eta_cli.doctor.storage import check_artifact_store, check_s3_bucket
 from eta_cli.errors import EtaError, first_line
+from eta_cli.redact import redact_text
 
 __all__ = [
     "CHECKS",
@@ -143,7 +144,9 @@ def run_bounded(
             box["verdict"] = Verdict(FAIL, failed.detail, failed.hint)
         except EtaError as exc:
             box["verdict"] = Verdict(
-                FAIL, str(exc), "`eta config show` lists the settings in use and their sources"
+                FAIL,
+                redact_text(str(exc)),
+                "`eta config show` lists the settings in use and their sources",
             )
         except Exception as exc:  # a check must never end doctor with a traceback
             if debug:
@@ -190,7 +193,7 @@ def _check_config(settings: Settings | Callable[[], Settings]) -> Verdict:
         loaded = settings() if callable(settings) else settings
     except ConfigError as exc:
         raise Failed(
-            str(exc),
+            redact_text(str(exc)),
             "fix that setting in the environment (.env) or configs/<profile>.toml; "
             ".env.example documents every variable",
         ) from exc
@@ -318,7 +321,7 @@ def _probe_http(uri: str, role: str, env: str) -> str:
     try:
         response = tracking.probe_http(uri, f"{role} server")
     except tracking.TrackingError as exc:
-        raise Failed(str(exc), _http_hint(exc.__cause__, env)) from exc
+        raise Failed(redact_text(str(exc)), _http_hint(exc.__cause__, env)) from exc
     if response.status_code != 200:
         raise Failed(
             f"{what} {redact_url(uri)} answered HTTP {response.status_code} on /health",
@@ -491,12 +494,12 @@ def _check_model(settings: Settings, state: _State) -> Verdict:
         loaded = registry.load_model(settings)
     except registry.ModelNotFoundError as exc:
         raise Failed(
-            f"champion v{champion} of {name!r} does not load: {exc}",
+            f"champion v{champion} of {name!r} does not load: {first_line(exc)}",
             "roll back with `eta register --promote <version>` or register a new model",
         ) from exc
     except tracking.TrackingError as exc:
         raise Failed(
-            f"champion v{champion} of {name!r} cannot be fetched: {exc}",
+            f"champion v{champion} of {name!r} cannot be fetched: {first_line(exc)}",
             "see the artifact store row: the model's files must be readable",
         ) from exc
     facts = [f"{name} v{loaded.version} @{registry.CHAMPION} loads"]

@@ -171,7 +171,7 @@ def read_table(path: str, settings: Settings) -> pd.DataFrame:
         raise
     except Exception as exc:
         kind = "CSV" if is_csv else "Parquet (use .csv for CSV files)"
-        raise DriftInputError(f"{path} cannot be read as {kind}: {exc}") from exc
+        raise DriftInputError(f"{path} cannot be read as {kind}: {first_line(exc)}") from exc
 
 
 def prepare(frame: pd.DataFrame, side: str, source: str) -> pd.DataFrame:
@@ -224,7 +224,7 @@ def reference_data(
             frame = registry.reference_sample(settings, model_uri)
         except registry.ModelNotFoundError as exc:
             raise DriftInputError(
-                f"no reference: {exc}; pass --reference PATH (CSV or Parquet orders)"
+                f"no reference: {first_line(exc)}; pass --reference PATH (CSV or Parquet orders)"
             ) from exc
         return frame, f"reference sample of {model_uri or registry.default_uri(settings)}"
     return read_table(str(reference), settings), str(reference)
@@ -372,7 +372,7 @@ def join_actuals(settings: Settings, frame: pd.DataFrame, notes: list[str]) -> p
 
         actuals = lake.read_orders(settings, columns=[schema.ORDER_ID, schema.TARGET])
     except EtaError as exc:
-        notes.append(f"actual delivery times not available ({exc})")
+        notes.append(f"actual delivery times not available ({first_line(exc)})")
         return frame
     actuals = actuals.drop_duplicates(schema.ORDER_ID, keep="last")
     joined = frame.merge(actuals, how="left", on=schema.ORDER_ID)
@@ -409,7 +409,7 @@ def model_for(
         try:
             loaded = registry.load_model(settings)
         except EtaError as exc:  # no champion yet, or no registry: report without predictions
-            notes.append(f"no champion model to score with ({exc})")
+            notes.append(f"no champion model to score with ({first_line(exc)})")
             return None
     # Loaded for serving (one thread per request); batch scoring may use every core.
     loaded.model.booster.set_param({"nthread": os.cpu_count() or 1})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from eta_cli.errors import EtaError, first_line
 from eta_cli.monitor import report
 from eta_cli.monitor.result import DriftRequest, DriftResult
+from eta_cli.redact import redact_text
 
 if TYPE_CHECKING:
     from eta_cli.config import Settings
@@ -42,7 +43,9 @@ def deliver(
         try:
             result.report_id = store(settings, result)
         except EtaError as exc:
-            result.errors.append(f"monitoring database: {exc} (report kept at {html_path})")
+            result.errors.append(
+                f"monitoring database: {redact_text(str(exc))} (report kept at {html_path})"
+            )
     report.write_html(snapshot, result, html_path)
     if request.store:
         _add_to_workspace(settings, request, result, snapshot)
@@ -66,7 +69,7 @@ def _add_to_workspace(
     try:
         result.workspace_run = workspace.add_drift_run(settings, result, snapshot, request).path
     except EtaError as exc:
-        result.errors.append(f"{exc} (report kept at {result.html_path})")
+        result.errors.append(f"{redact_text(str(exc))} (report kept at {result.html_path})")
 
 
 def _upload(settings: Settings, result: DriftResult) -> None:
@@ -74,7 +77,9 @@ def _upload(settings: Settings, result: DriftResult) -> None:
     try:
         report.upload(settings, result)
     except EtaError as exc:
-        result.errors.append(f"S3 upload failed (report kept at {result.html_path}): {exc}")
+        result.errors.append(
+            f"S3 upload failed (report kept at {result.html_path}): {redact_text(str(exc))}"
+        )
         result.html_uri = result.json_uri = None
         if result.report_id is not None:
             set_uris(settings, result)
@@ -162,7 +167,9 @@ def set_uris(settings: Settings, result: DriftResult) -> None:
                 .values(html_uri=result.html_path, json_uri=result.json_path)
             )
     except Exception as exc:
-        result.errors.append(f"monitoring database: could not update report URIs: {exc}")
+        result.errors.append(
+            f"monitoring database: could not update report URIs: {first_line(exc)}"
+        )
     finally:
         engine.dispose()
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eta_cli.errors import first_line
 from eta_cli.monitor.result import DriftInputError, DriftResult, Quality
 
 if TYPE_CHECKING:
@@ -31,7 +32,9 @@ def report_paths(settings: Settings, created: datetime) -> tuple[Path, Path]:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DriftInputError(f"reports folder {out_dir} cannot be created: {exc}") from exc
+        raise DriftInputError(
+            f"reports folder {out_dir} cannot be created: {first_line(exc)}"
+        ) from exc
     name = report_name(created)
     return out_dir / f"{name}.html", out_dir / f"{name}.json"
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     from eta_cli.config import Settings
@@ -157,7 +157,7 @@ def _start(service: Service) -> None:
             start_new_session=True,  # Ctrl-C reaches eta ui only; it stops the child
         )
     except OSError as exc:
-        raise UiError(f"{service.name} cannot start: {exc}") from exc
+        raise UiError(f"{service.name} cannot start: {first_line(exc)}") from exc
 
 
 def _check_alive(service: Service) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eta_cli import validation
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 from eta_cli.order_ids import record_order_ids
 from eta_cli.validation import ORDER_ID, interval_field
 
@@ -289,7 +289,7 @@ def read_orders_json(path: str) -> list[Any]:
     except FileNotFoundError:
         raise PredictError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PredictError(f"{path}: cannot be read: {exc}") from exc
+        raise PredictError(f"{path}: cannot be read: {first_line(exc)}") from exc
     if not text.strip():
         raise PredictError(f"{path} is empty: expected an order object, a list or JSON Lines")
     try:

@@ -133,7 +133,7 @@ def iter_batches(
     try:
         info = fs.get_file_info(path)
     except (OSError, pa.ArrowException) as exc:
-        raise PredictError(f"{uri}: cannot be read: {exc}") from exc
+        raise PredictError(f"{uri}: cannot be read: {first_line(exc)}") from exc
     if info.type.name != "File":
         raise PredictError(f"{uri}: no such file")
     try:
@@ -158,7 +158,7 @@ def iter_batches(
     except (StorageError, PredictError):
         raise
     except (OSError, pa.ArrowException) as exc:
-        raise PredictError(f"{uri}: cannot be read as {kind}: {exc}") from exc
+        raise PredictError(f"{uri}: cannot be read as {kind}: {first_line(exc)}") from exc
 
 
 def _select(reader: Any, wanted: list[str]) -> Iterator[pa.RecordBatch]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from eta_cli import schema
 from eta_cli.config import Settings
-from eta_cli.errors import EtaError
+from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,9 @@ def _read_path(path: str, settings: Settings) -> pd.DataFrame:
     except EtaError:
         raise
     except Exception as exc:
-        raise TrainError(f"cannot read --data {path}: {type(exc).__name__}: {exc}") from exc
+        raise TrainError(
+            f"cannot read --data {path}: {type(exc).__name__}: {first_line(exc)}"
+        ) from exc
     raise TrainError(
         f"--data {path}: unknown format; allowed: a Parquet file or folder, a CSV file"
     )
@@ -124,7 +126,9 @@ def clean_orders(frame: pd.DataFrame, settings: Settings, source: str = "data") 
             try:
                 out[name] = pd.to_datetime(out[name], errors="raise", format="mixed")
             except (ValueError, TypeError) as exc:
-                raise TrainError(f"{source}: column {name} is not a timestamp ({exc})") from exc
+                raise TrainError(
+                    f"{source}: column {name} is not a timestamp ({first_line(exc)})"
+                ) from exc
         if name in out.columns and getattr(out[name].dt, "tz", None) is not None:
             out[name] = out[name].dt.tz_convert("UTC").dt.tz_localize(None)
     if schema.TARGET not in out.columns:
