@@ -28,6 +28,7 @@ def test_cli_reference_covers_every_command() -> None:
     committed = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for command in (
         "ingest",
+        "synthetic",
         "train",
         "register",
         "drift-report",
