@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eta_cli import features, ingest, lake, registry, schema
+from eta_cli import features, ingest, lake, registration, registry, schema
 from eta_cli import train as local_train
 from eta_cli.cli import main
 from eta_cli.config import Settings
@@ -202,7 +202,7 @@ def test_register_and_batch_score_the_dask_model_unchanged(
     trained, dask_client, tmp_path: Path
 ) -> None:
     settings = trained["settings"]
-    result = registry.register(settings, run_id=trained["dask"]["run_id"])
+    result = registration.register(settings, run_id=trained["dask"]["run_id"])
     assert result.action == "champion" and result.version == "1"
     orders = settings.home_path / "data" / "orders"
     summary = dask_predict.predict_dataset(settings, dask_client, str(orders), str(tmp_path))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eta_cli import ingest, lake, registry, train
+from eta_cli import ingest, lake, registration, registry, train
 from eta_cli.config import Settings
 from eta_cli.monitor import drift
 
@@ -22,7 +22,7 @@ from eta_cli.monitor import drift
 def champion(settings: Settings) -> registry.LoadedModel:
     ingest.ingest(settings, [], synthetic=4000, seed=0)
     trained = train.train(settings, max_rounds=30)
-    registry.register(settings, run_id=trained.run_id)
+    registration.register(settings, run_id=trained.run_id)
     return registry.load_model(settings)
 
 

@@ -28,7 +28,7 @@ def eta(*args: str) -> int:
 def test_readme_walk_through_detects_drift_first_time_and_promotes(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from eta_cli import registry, tracking
+    from eta_cli import registration, tracking
 
     assert eta("ingest", "--synthetic", "4000", "--seed", "42") == 0
     base_newest = read_orders(settings, columns=[schema.CREATED_AT])[schema.CREATED_AT].max()
@@ -59,7 +59,7 @@ def test_readme_walk_through_detects_drift_first_time_and_promotes(
     client = tracking.configure(settings)
     first_run = client.get_model_version(settings.model_name, "1").run_id
     champion_test_mae = client.get_run(first_run).data.metrics["test_mae"]
-    versions = {v["version"]: v for v in registry.list_versions(settings)}
+    versions = {v["version"]: v for v in registration.list_versions(settings)}
     assert "champion" in versions["2"]["aliases"]
     reason = versions["2"]["reason"]
     assert "beats champion" in reason, reason

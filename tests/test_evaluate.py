@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from helpers_model import fake_loaded, log_and_register, sample_orders, tiny_model
 
-from eta_cli import pipeline, registry, schema, synthetic
+from eta_cli import pipeline, registration, registry, schema, synthetic
 from eta_cli.cli import main
 from eta_cli.config import Settings, load_settings
 from eta_cli.monitor import database, evaluate, workspace
@@ -157,7 +157,7 @@ def test_a_better_challenger_wins_and_is_promoted_with_promote(
     assert "promoted: live evaluation: challenger v2 beat champion v1" in out
     assert registry.resolve_version(settings, "eta", "champion") == "2"
     assert registry.resolve_version(settings, "eta", "challenger") is None
-    versions = {v["version"]: v for v in registry.list_versions(settings)}
+    versions = {v["version"]: v for v in registration.list_versions(settings)}
     assert "live evaluation" in versions["2"]["reason"]
     runs, _ = stored(settings)
     assert [r["promoted"] for r in runs] == [False, False, False, True]

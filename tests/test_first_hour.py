@@ -473,7 +473,7 @@ def test_piped_output_is_laid_out_wider_than_80(tmp_path):
 def test_register_list_keeps_versions_and_runs_whole_at_80_columns(settings, monkeypatch, capsys):
     from helpers_model import log_and_register, tiny_model
 
-    from eta_cli import registry, tracking
+    from eta_cli import registration, tracking
 
     for _ in range(2):
         version = log_and_register(settings, tiny_model())
@@ -481,7 +481,7 @@ def test_register_list_keeps_versions_and_runs_whole_at_80_columns(settings, mon
     client.set_model_version_tag(
         settings.model_name,
         version,
-        registry.TAG_DECISION,
+        registration.TAG_DECISION,
         "challenger: MAE 101.2 s is not better than the champion's 100.0 s by the margin",
     )
     runs = [client.get_model_version(settings.model_name, v).run_id for v in ("1", "2")]

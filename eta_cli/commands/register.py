@@ -37,23 +37,23 @@ def register_command(
     as_json: bool = options.json_output(),
 ) -> None:
     """Register a model version and move the aliases."""
-    from eta_cli import registry, tracking
+    from eta_cli import registration, tracking
 
     if sum([bool(promote), list_, bool(run_id or force)]) > 1:
         raise EtaError("use only one of --promote VERSION, --list, or --run-id/--force")
     settings = settings_from(ctx, experiment_name=experiment)
     tracking.quiet_mlflow(settings.debug)
     if list_:
-        rows = registry.list_versions(settings)
+        rows = registration.list_versions(settings)
         if as_json:
             print_json({"name": settings.model_name, "versions": rows})
         else:
             _print_versions(settings.model_name, rows)
         return
     if promote:
-        result = registry.promote(settings, promote)
+        result = registration.promote(settings, promote)
     else:
-        result = registry.register(settings, run_id=run_id, force=force)
+        result = registration.register(settings, run_id=run_id, force=force)
     if as_json:
         print_json(result.to_dict())
         return

@@ -503,7 +503,7 @@ def promotion_decision(comparison: PairedComparison, min_orders: int) -> Promoti
 def promote_on_evidence(settings: Settings, comparison: PairedComparison) -> Promotion:
     """Apply :func:`promotion_decision`; move ``champion`` only if both aliases still point
     at the versions compared (a version registered since was never measured live)."""
-    from eta_cli import registry
+    from eta_cli import registration, registry
 
     decision = promotion_decision(comparison, settings.live_min_orders)
     if not decision.promoted:
@@ -517,7 +517,7 @@ def promote_on_evidence(settings: Settings, comparison: PairedComparison) -> Pro
             f"aliases moved since these predictions (now champion v{now[CHAMPION]}, challenger "
             f"v{now[CHALLENGER]}; compared v{compared[CHAMPION]} and v{compared[CHALLENGER]})",
         )
-    registry.promote(settings, str(decision.version), reason=decision.reason)
+    registration.promote(settings, str(decision.version), reason=decision.reason)
     return decision
 
 
