@@ -6,7 +6,6 @@ builds :class:`~eta_cli.config.Settings` and calls the library module of its ste
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     if not debug:
         # MLflow's INFO lines (database migrations on first use) are not ours to print;
         # read when mlflow is first imported, which is later than this.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        config.export_default("MLFLOW_LOGGING_LEVEL", "WARNING")
     app = build_app()
     try:
         result = app(args=argv, standalone_mode=False)

@@ -8,11 +8,12 @@ Nothing here runs at import time: callers build a :class:`Settings` with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -457,3 +458,44 @@ def describe(settings: Settings) -> list[tuple[str, Any, str]]:
             (f.name, redact(f.name, value if not isinstance(value, Path) else str(value)), source)
         )
     return rows
+
+
+# ------------------------------------------------------- the process environment of libraries
+# MLflow, botocore and child processes read variables of their own (MLFLOW_*, AWS_*). eta
+# sets or keeps them only through these helpers, so the one module that touches
+# ``os.environ`` stays this one.
+
+
+def export_default(name: str, value: str) -> None:
+    """Give a library's variable ``value`` unless the user set it (read when it is used)."""
+    os.environ.setdefault(name, value)
+
+
+def export(values: Mapping[str, str]) -> None:
+    """Set library variables for this process (inside :func:`environment_restored`)."""
+    os.environ.update(values)
+
+
+@contextlib.contextmanager
+def environment_restored(names: Iterable[str]) -> Iterator[None]:
+    """Whatever the block (or a library it calls) does to ``names``, they are as before
+    afterwards: set ones get their value back, unset ones are removed."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def aws_keys_in_environment() -> bool:
+    """Whether AWS credentials come from ``AWS_ACCESS_KEY_ID`` (for a doctor hint)."""
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus ``extra``, for a child process eta starts."""
+    return {**os.environ, **extra}

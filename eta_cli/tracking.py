@@ -10,12 +10,12 @@ and what failed, within seconds rather than after MLflow's minutes of retries.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from eta_cli import config
 from eta_cli.config import Settings, redact_url
 from eta_cli.errors import EtaError, first_line
 
@@ -37,16 +37,10 @@ class TrackingError(EtaError):
 @contextlib.contextmanager
 def fast_http() -> Iterator[None]:
     """Within the block, MLflow HTTP calls do not retry for minutes (unless the user set it)."""
-    saved = {name: os.environ.get(name) for name in FAST_HTTP_ENV}
-    for name, value in FAST_HTTP_ENV.items():
-        if saved[name] is None:
-            os.environ[name] = value
-    try:
+    with config.environment_restored(FAST_HTTP_ENV):
+        for name, value in FAST_HTTP_ENV.items():
+            config.export_default(name, value)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
 
 
 QUIET_ENV = {
@@ -75,8 +69,8 @@ def quiet_mlflow(debug: bool = False) -> None:
 
     if debug:
         return
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    config.export_default("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    config.export_default("MLFLOW_LOGGING_LEVEL", "ERROR")
     for name in CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
@@ -95,20 +89,15 @@ def quiet_stdout(debug: bool = False) -> Iterator[None]:
     if debug:
         yield
         return
-    saved = {name: os.environ.get(name) for name in QUIET_ENV}
-    os.environ.update(QUIET_ENV)
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with config.environment_restored(QUIET_ENV):
+        config.export(QUIET_ENV)
+        logger = logging.getLogger("mlflow")
+        level = logger.level
+        logger.setLevel(max(level, logging.ERROR))
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -255,8 +244,8 @@ def check_artifact_store(settings: Settings, location: str) -> None:
 
 def _export_s3_endpoint(settings: Settings) -> None:
     """MLflow's S3 artifact repository reads MLFLOW_S3_ENDPOINT_URL, not our setting."""
-    if settings.s3_endpoint_url and not os.environ.get("MLFLOW_S3_ENDPOINT_URL"):
-        os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.s3_endpoint_url:
+        config.export_default("MLFLOW_S3_ENDPOINT_URL", settings.s3_endpoint_url)
 
 
 def client_for(settings: Settings) -> MlflowClient:
@@ -268,16 +257,9 @@ def client_for(settings: Settings) -> MlflowClient:
     # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which our own
     # settings would then read as if the user had set them: keep the environment as it was
     # (the fluent API uses the in-process value first).
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    try:
+    with config.environment_restored(("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")):
         mlflow.set_tracking_uri(settings.effective_tracking_uri)
         mlflow.set_registry_uri(settings.effective_registry_uri)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     return MlflowClient(settings.effective_tracking_uri, settings.effective_registry_uri)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from eta_cli import tracking
+from eta_cli import config, tracking
 from eta_cli.config import Settings
 from eta_cli.doctor.outcome import (
     NOT_APPLICABLE,
@@ -37,7 +36,7 @@ def _normalise_location(location: str) -> str:
 def _aws_credentials_source(settings: Settings) -> str:
     if settings.aws_profile:
         return f"AWS_PROFILE={settings.aws_profile}"
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
+    if config.aws_keys_in_environment():
         return "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     return "the instance profile or ~/.aws"
 

@@ -15,7 +15,6 @@ password never shows in the process list.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from eta_cli import config
 from eta_cli.errors import EtaError, first_line
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _start(service: Service) -> None:
     try:
         service.process = subprocess.Popen(
             service.command,
-            env={**os.environ, **service.env},
+            env=config.child_environment(service.env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # request logs; errors still reach stderr
             start_new_session=True,  # Ctrl-C reaches eta ui only; it stops the child
