@@ -163,7 +163,7 @@ def test_postgres_and_s3_with_the_aws_profile(pg_url, s3_bucket, s3_env, monkeyp
     assert f"s3://{s3_bucket}/mlflow/.eta-doctor/" in found["artifact_store"]["detail"]
     assert f"s3://{s3_bucket}/eta/.eta-doctor/" in found["s3_bucket"]["detail"]
     assert "eta v1 @champion loads" in found["model"]["detail"]
-    assert "schema v1" in found["monitoring_db"]["detail"]
+    assert f"schema v{database.SCHEMA_VERSION}" in found["monitoring_db"]["detail"]
 
     import boto3
 

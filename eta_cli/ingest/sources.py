@@ -289,7 +289,10 @@ def _csv_header(src: Source) -> list[str]:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise IngestError(f"{src.uri}: the header is not UTF-8 text") from exc
-    return [name.strip() for name in next(csv.reader(io.StringIO(text)))]
+    try:
+        return [name.strip() for name in next(csv.reader(io.StringIO(text)))]
+    except csv.Error as exc:  # e.g. a lone carriage return inside the header line
+        raise IngestError(f"{src.uri}: the header line is not valid CSV: {exc}") from exc
 
 
 def _wanted_columns(src: Source) -> list[str]:
