@@ -69,11 +69,13 @@ def ui_command(
 
     def ready(service: ui.Service) -> None:
         if service is services[0]:
-            console.print(f"Evidently UI: {service.url}/projects/{project.project_id}")
+            console.print(
+                f"Evidently UI: {service.url}/projects/{project.project_id}", soft_wrap=True
+            )
             if not mlflow:
                 console.print(ui.mlflow_hint(settings, mlflow_port))
         else:
-            console.print(f"MLflow UI: {service.url}")
+            console.print(f"MLflow UI: {service.url}", soft_wrap=True)
         console.file.flush()
 
     code = ui.run(services, ready)
