@@ -28,8 +28,10 @@ system-deps:
 	    echo "chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium)"; exit 1; \
 	  fi; }
 
+# Two pytest workers (pytest-xdist), one per core of the machines we plan for; every test
+# uses its own database, ports, folders and S3 bucket, so they can run side by side.
 test: install system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: install
 	$(VENV)/bin/ruff check .
