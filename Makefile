@@ -7,6 +7,9 @@ ETA := $(VENV)/bin/eta
 # The demo keeps everything (MLflow, data lake, reports) in ./.eta unless told otherwise.
 DEMO_HOME ?= $(CURDIR)/.eta
 DEMO_PORT ?= 9696
+# Orders of the base period and of the drifted batch (each), and live orders sent.
+DEMO_ORDERS ?= 100000
+DEMO_LIVE_ORDERS ?= 3000
 
 .PHONY: install system-deps test lint format demo lock docs clean
 
@@ -42,7 +45,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 demo: install
-	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic 200000 --seed 42
+	ETA_HOME=$(DEMO_HOME) $(ETA) ingest --synthetic $(DEMO_ORDERS) --seed 42
 	@# Train the candidates (tracked in MLflow) and register the first champion.
 	ETA_HOME=$(DEMO_HOME) $(ETA) train
 	ETA_HOME=$(DEMO_HOME) $(ETA) register
@@ -54,15 +57,36 @@ demo: install
 	@# new to the champion with its training data, finds the drift, retrains on data that
 	@# includes the new period, and the gate, scoring both models on the newest orders,
 	@# promotes the new model: exit 3 is the expected outcome, anything else fails the demo.
-	ETA_HOME=$(DEMO_HOME) $(ETA) pipeline --synthetic 200000 --seed 42 --drift; \
+	ETA_HOME=$(DEMO_HOME) $(ETA) pipeline --synthetic $(DEMO_ORDERS) --seed 42 --drift; \
 	  status=$$?; test $$status -eq 3 || { echo "expected a promotion (exit 3), got $$status"; exit 1; }
-	ETA_HOME=$(DEMO_HOME) $(ETA) register --list
 	@echo "drift reports: $(DEMO_HOME)/reports/"
-	@# The service: start it, answer one order through it, stop it (SIGTERM flushes the log).
+	@# The live loop. A deliberately weak candidate (10 boosting rounds, in its own
+	@# experiment so that register picks it) loses the offline gate: it must become
+	@# challenger, which eta serve shadows (ETA_SHADOW_ALIAS=challenger by default).
+	ETA_HOME=$(DEMO_HOME) $(ETA) train --max-rounds 10 --experiment demo-weak
+	set -o pipefail; ETA_HOME=$(DEMO_HOME) $(ETA) register --experiment demo-weak \
+	  | tee $(DEMO_HOME)/register-weak.txt; \
+	  grep -q ': challenger (' $(DEMO_HOME)/register-weak.txt || { echo "expected a challenger"; exit 1; }
+	ETA_HOME=$(DEMO_HOME) $(ETA) register --list
+	@# New orders, after the newest in the lake, without ids, as a client sends them.
+	ETA_HOME=$(DEMO_HOME) $(ETA) synthetic $(DEMO_LIVE_ORDERS) --seed 7 --drift \
+	  --output $(DEMO_HOME)/live-orders.csv
+	@# The service: one order, then the whole file; it derives each order's id, answers
+	@# with the champion and logs the champion's and the shadow's predictions.
+	@# SIGTERM flushes the prediction log.
 	ETA_HOME=$(DEMO_HOME) $(ETA) serve --port $(DEMO_PORT) 2>$(DEMO_HOME)/serve.log & pid=$$!; \
 	  ETA_HOME=$(DEMO_HOME) $(ETA) predict --json examples/order.json \
-	    --url http://127.0.0.1:$(DEMO_PORT) --wait 120; \
-	  status=$$?; kill -TERM $$pid; wait $$pid; exit $$status
+	    --url http://127.0.0.1:$(DEMO_PORT) --wait 120 \
+	  && ETA_HOME=$(DEMO_HOME) $(ETA) predict --input $(DEMO_HOME)/live-orders.csv \
+	    --output $(DEMO_HOME)/live-predictions.parquet --url http://127.0.0.1:$(DEMO_PORT); \
+	  status=$$?; kill -TERM $$pid; wait $$pid || status=1; exit $$status
+	@# The orders are delivered: ingest their outcomes (same file, same derived ids).
+	ETA_HOME=$(DEMO_HOME) $(ETA) ingest $(DEMO_HOME)/live-orders.csv
+	@# Live quality per version, champion vs shadow challenger on the same orders: the
+	@# weak challenger must lose (verdict champion) and must not be promoted (exit 0).
+	set -o pipefail; ETA_HOME=$(DEMO_HOME) $(ETA) evaluate --promote \
+	  | tee $(DEMO_HOME)/evaluate.txt; \
+	  grep -q 'verdict: champion' $(DEMO_HOME)/evaluate.txt || { echo "expected verdict champion"; exit 1; }
 	@echo "dashboard of every drift report (Ctrl-C stops it): ETA_HOME=$(DEMO_HOME) $(ETA) ui"
 
 # The CLI reference, generated from each command's --help (tests/test_cli_docs.py checks it).
