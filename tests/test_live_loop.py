@@ -88,3 +88,37 @@ def test_weak_challenger_loses_on_live_orders_sent_without_ids(
     assert comparison["winner"] == "champion", comparison
     assert comparison["ci_low"] > 0  # challenger minus champion: the weak one errs more
     assert roles["challenger"]["mae"] > roles["champion"]["mae"]
+
+
+@pytest.mark.parametrize(
+    ("n", "output", "message"),
+    [
+        ("10", "orders.txt", "expected a file name ending in .csv or .csv.gz"),
+        ("10", "missing/orders.csv", "folder"),
+        ("10", "s3://bucket/orders.csv", "a local file is expected"),
+        ("5000001", "orders.csv", "expected 1 to 5,000,000 orders"),
+    ],
+)
+def test_synthetic_refuses_what_cannot_work_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], n: str, output: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["synthetic", n, "-o", output])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not any(p.suffix in (".csv", ".partial") for p in tmp_path.rglob("*"))
+
+
+def test_synthetic_writes_a_whole_gzip_file_that_ingest_reads(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = eta(capsys, "synthetic", "300", "--seed", "3", "-o", "new.csv.gz", "--json")
+    assert code == 0
+    written = json.loads(out)
+    assert written["orders"] == 300 and written["lake_newest_day"] is None
+    frame = pd.read_csv(tmp_path / "new.csv.gz")
+    assert list(frame.columns) == list(schema.COLUMN_NAMES) and len(frame) == 300
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    code, out = eta(capsys, "ingest", "new.csv.gz", "--json")
+    assert code == 0 and json.loads(out)["rows_read"] == 300
