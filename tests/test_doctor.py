@@ -403,8 +403,9 @@ def test_monitoring_schema_newer_than_eta(settings, capsys) -> None:
     found = checks(payload)["monitoring_db"]
     assert found["status"] == "fail"
     assert "monitoring database sqlite:///" in found["detail"]
-    assert f"has schema v{newer}, newer than this eta's v{database.SCHEMA_VERSION}" in (
-        found["detail"]
+    assert (
+        f"has schema v{newer}, newer than this eta's v{database.SCHEMA_VERSION}"
+        in (found["detail"])
     )
 
 
@@ -436,9 +437,7 @@ def test_monitoring_schema_v1_is_migrated_by_fix(settings, capsys) -> None:
     assert f"migrated schema v1 to v{database.SCHEMA_VERSION}" in found["detail"]
     assert database.current_schema_version(engine) == database.SCHEMA_VERSION
     with engine.connect() as conn:
-        assert conn.execute(sa.select(database.predictions.c.role)).scalars().all() == [
-            "champion"
-        ]
+        assert conn.execute(sa.select(database.predictions.c.role)).scalars().all() == ["champion"]
     engine.dispose()
 
 
