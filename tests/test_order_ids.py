@@ -5,7 +5,7 @@ so a prediction joins its delivery outcome ingested later."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,18 @@ import pytest
 import sqlalchemy as sa
 from helpers_model import fake_loaded, sample_orders
 
-from eta_cli import ingest, schema
+from eta_cli import ingest, schema, validation
 from eta_cli.cli import main
 from eta_cli.config import Settings, load_settings
 from eta_cli.lake import read_orders
 from eta_cli.monitor import database
-from eta_cli.order_ids import ORDER_ID_VERSION, VERSION_KEY, derive_order_ids
+from eta_cli.order_ids import (
+    DERIVED_FROM,
+    ORDER_ID_VERSION,
+    VERSION_KEY,
+    derive_order_ids,
+    derive_record_ids,
+)
 from eta_cli.predict import LocalPredictor
 from eta_cli.predict.files import predict_files
 from eta_cli.serve import ModelProvider, create_app
@@ -191,3 +197,27 @@ def test_a_lake_with_older_ids_is_refused_with_the_command_to_re_ingest(tmp_path
     assert "order ids of version v1" in err and "eta ingest SOURCES --output NEW_LAKE" in err
     assert "Traceback" not in err
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_a_requests_orders_get_the_ids_ingest_derives() -> None:
+    """The per-request path (plain Python, for speed) and the vectorised one that ingest
+    runs agree on every order: missing fields, blank and padded text, aware times."""
+    import pyarrow as pa
+
+    records = [validation.validate_order(o)[0] for o in sample_orders(300, seed=11)]
+    records = [r for r in records if r is not None]
+    records[0] = {**records[0], "store_primary_category": "  thai  ", "total_items": None}
+    records[1] = {**records[1], "store_primary_category": "   "}
+    aware = records[2][schema.CREATED_AT].replace(tzinfo=UTC) + timedelta(hours=0)
+    records[2] = {**records[2], schema.CREATED_AT: aware.astimezone(timezone(timedelta(hours=5)))}
+    columns = {c.name: pa.array([r.get(c.name) for r in records]) for c in DERIVED_FROM}
+    columns[schema.CREATED_AT] = pa.array(
+        [
+            r[schema.CREATED_AT].astimezone(UTC).replace(tzinfo=None)
+            if r[schema.CREATED_AT].tzinfo
+            else r[schema.CREATED_AT]
+            for r in records
+        ]
+    )
+    assert derive_record_ids(records) == derive_order_ids(columns).to_pylist()
+    assert derive_record_ids(records[:1]) != derive_record_ids(records[1:2])
