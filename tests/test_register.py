@@ -41,7 +41,8 @@ def train_run(capsys, data: Path, rounds: int) -> dict:
     return eta_json(capsys, "train", "--data", str(data), "--max-rounds", str(rounds))
 
 
-def test_champion_challenger_lifecycle(tmp_path, capsys) -> None:
+def test_champion_challenger_lifecycle(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the --list table's content, not its layout
     data = write_orders(tmp_path / "orders.parquet")
     settings = load_settings()
 

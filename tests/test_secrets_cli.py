@@ -49,6 +49,7 @@ def test_no_command_leaks_the_tracking_password_or_the_webhook_token(tmp_path):
         "ETA_ALERT_WEBHOOK": webhook,
         "ETA_HOME": str(home),
         "ETA_CONFIG_DIR": str(Path(__file__).resolve().parent.parent / "configs"),
+        "COLUMNS": "250",  # tables keep each URL on one line, as the checks read them
     }
     ref = synthetic.write_csv(synthetic.generate_orders(1500, seed=0), tmp_path / "ref.csv")
     cur = synthetic.generate_orders(800, seed=0, drift=True)

@@ -27,6 +27,13 @@ class _Console(Console):
     width; only output that is not going to a terminal (a file, a pipe, cron) is widened.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kwargs.get("width") is None:
+            # Rich freezes $COLUMNS as of the console's creation (at import); read it at
+            # each use instead, so the width follows the environment of the call.
+            self._width = None
+
     @property  # type: ignore[override]
     def size(self) -> ConsoleDimensions:
         """The terminal's size, or :data:`PIPED_WIDTH` columns when nothing sets one."""
