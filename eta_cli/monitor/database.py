@@ -24,6 +24,20 @@ ROLE_CHALLENGER = "challenger"
 
 metadata = sa.MetaData()
 
+
+def _id_column() -> sa.Column:
+    """A table's own key: BIGINT on PostgreSQL, INTEGER on SQLite (its rowid alias)."""
+    key = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+    return sa.Column("id", key, primary_key=True, autoincrement=True)
+
+
+def _parent_id(name: str, target: str) -> sa.Column:
+    """A child row's key of its parent row, deleted with it."""
+    key = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+    fk = sa.ForeignKey(target, ondelete="CASCADE")
+    return sa.Column(name, key, fk, nullable=False, index=True)
+
+
 schema_version = sa.Table(
     "eta_schema_version",
     metadata,
@@ -34,12 +48,7 @@ schema_version = sa.Table(
 predictions = sa.Table(
     "predictions",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     sa.Column("request_id", sa.String(64), nullable=False, index=True),
     sa.Column("order_id", sa.String(64), nullable=True, index=True),
     sa.Column("predicted_at", sa.DateTime(timezone=True), nullable=False, index=True),
@@ -60,12 +69,7 @@ predictions = sa.Table(
 drift_reports = sa.Table(
     "drift_reports",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("model_name", sa.String(200), nullable=True),
     sa.Column("model_version", sa.String(50), nullable=True),
@@ -88,19 +92,8 @@ drift_reports = sa.Table(
 drift_columns = sa.Table(
     "drift_columns",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
-    sa.Column(
-        "report_id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        sa.ForeignKey("drift_reports.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _id_column(),
+    _parent_id("report_id", "drift_reports.id"),
     sa.Column("column_name", sa.String(200), nullable=False),
     sa.Column("method", sa.String(100), nullable=False),
     sa.Column("drift_score", sa.Float, nullable=False),
@@ -113,12 +106,7 @@ drift_columns = sa.Table(
 live_evaluations = sa.Table(
     "live_evaluations",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
     sa.Column("model_name", sa.String(200), nullable=False),
@@ -138,19 +126,8 @@ live_evaluations = sa.Table(
 live_quality = sa.Table(
     "live_quality",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
-    sa.Column(
-        "evaluation_id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        sa.ForeignKey("live_evaluations.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _id_column(),
+    _parent_id("evaluation_id", "live_evaluations.id"),
     sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("model_version", sa.String(50), nullable=False),
     sa.Column("role", sa.String(20), nullable=False),
